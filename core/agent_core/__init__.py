@@ -1,0 +1,26 @@
+"""agent-core: the polling engine, hook specifications, orchestration API and CLI of ``agent``.
+
+Plugin authors need only what is exported here::
+
+    from agent_core import hookimpl, Deployment, DeploymentStatus
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from agent_core.models import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("agent")
+
+__all__ = [
+    "CheckResult",
+    "Deployment",
+    "DeploymentStatus",
+    "FlowRun",
+    "LiveDeployment",
+    "__version__",
+    "hookimpl",
+]

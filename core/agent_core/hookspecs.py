@@ -1,0 +1,191 @@
+"""Every hook an agent plugin can implement: the contract between the core and its plugins.
+
+A *backend* (entry-point group ``agent.backends``, exactly one loaded per agent) decides where
+runs execute; it must implement ``deploy_flow`` and may implement the other ``firstresult``
+backend hooks. An *extension* (group ``agent.plugins``, all loaded unless disabled) may
+implement the hooks marked "all": they are called on every plugin and their results collected.
+
+Hooks are called with keyword arguments; an implementation may accept any subset of them.
+Threads: the *main* thread runs start-up, the poll loop and shutdown; the *deploy* threads (a
+bounded pool) claim and deploy runs; the *monitor* thread watches deployments and handles
+cancellation; the *heartbeat* thread runs every ``heartbeat_period`` seconds. A backend's hooks
+can therefore be called concurrently and must guard any state they share.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from marshmallow import Schema
+
+    from agent_core.engine.agent import Agent
+    from agent_core.models import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment
+
+PROJECT_NAME = "agent"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def settings_schema() -> Schema | None:
+    """The marshmallow schema of the backend's settings.
+
+    Called once on the main thread at start-up (and by ``agent doctor`` and ``agent config
+    show``), before ``on_startup``. Settings come from ``[backends.NAME]`` in the config file,
+    ``AGENT__BACKENDS__NAME__KEY`` environment variables and ``--set KEY=VALUE``, and are loaded
+    through this schema; the result is ``agent.settings``. An unknown or invalid setting is a
+    start-up error naming the key. Without an implementation, any setting is an error.
+
+    :return: a ``marshmallow.Schema`` instance, or ``None`` to pass.
+    """
+
+
+@hookspec(firstresult=True)
+def run_config_schema() -> Schema | None:
+    """The marshmallow schema of the run-config type this backend accepts.
+
+    Called once on the main thread at start-up. A run's ``run_config`` of the backend's own
+    type (``{"type": "docker", ...}``) is loaded through it; a ``universal`` run config is
+    converted (its ``env`` and ``labels`` loaded through it); a run with no run config gets
+    ``schema.load({})``; any other type fails the run with a message naming both types.
+
+    :return: a ``marshmallow.Schema`` instance, or ``None`` to pass (the run config is then
+        handed to the backend as the raw dict, and only ``universal`` and the backend's own
+        type are accepted).
+    """
+
+
+@hookspec
+def on_startup(agent: Agent) -> None:
+    """Prepare the plugin for work.
+
+    Called on the main thread after the API connection is verified, the agent registered and
+    its settings loaded, before the first poll.
+
+    :param agent: the running agent (``agent.settings``, ``agent.client``, ``agent.logger``...).
+    :raise Exception: aborts start-up; the message is shown to the operator and the agent exits
+        non-zero. Raise :class:`agent_core.errors.StartupError` with the fix in the message.
+    """
+
+
+@hookspec(firstresult=True)
+def list_deployments(agent: Agent) -> list[LiveDeployment] | None:
+    """The live workloads this backend started, found by the names or labels it gave them.
+
+    Called once on the main thread at start-up, after ``on_startup``. For every workload whose
+    run is still Submitted, Running or Cancelling the agent re-attaches (monitors it again)
+    instead of orphaning it; a workload whose run is already final is left for ``heartbeat``
+    to reap.
+
+    :return: a list of :class:`~agent_core.models.LiveDeployment`, or ``None`` when the backend
+        cannot enumerate its workloads (runs it deployed earlier are then only re-attached
+        through the deployment recorded on the run).
+    """
+
+
+@hookspec
+def preflight(agent: Agent) -> list[CheckResult] | None:
+    """Checks that the plugin can do its work: credentials, daemon reachable, image present.
+
+    Called by ``agent doctor`` and at start-up (on the main thread), and by the health API's
+    readiness (on a waitress thread). Must not raise: report a failure as a failed check.
+
+    :return: a list of :class:`~agent_core.models.CheckResult`; failed checks are printed by
+        ``agent doctor`` and logged as warnings at start-up.
+    """
+
+
+# --- polling and deployment -----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment | str | None:
+    """Start ``flow_run`` on the backend's platform. Required of every backend.
+
+    Called on a deploy thread after the run is claimed (its state is Submitted) and on time.
+    Name or tag the platform object with ``flow_run.key`` (run id and attempt) so that a
+    restarted agent finds it again (``list_deployments``) and a repeated launch of the same
+    attempt is detected instead of duplicated.
+
+    :param flow_run: the claimed run, with its flow's command and parameters.
+    :param run_config: the run config resolved through ``run_config_schema``.
+    :param agent: the agent; ``agent.flow_run_env(flow_run, run_config_env)`` gives the
+        environment every workload gets.
+    :return: a :class:`~agent_core.models.Deployment` (recorded on the run and logged as
+        "Submitted for execution: ...") or a plain description string.
+    :raise Exception: the run is marked Failed; the exception's message goes to its logs.
+    """
+
+
+@hookspec(firstresult=True)
+def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent) -> DeploymentStatus | None:
+    """How the workload is doing.
+
+    Called on the monitor thread every ``monitor_interval`` seconds for each run this agent
+    deployed and has not seen finish. The core turns the answer into states: ``running`` marks
+    the run Running, ``exited`` with code 0 Success and any other code Failed (with the code,
+    the reason and the output tail from ``deployment_logs``); ``missing`` (the workload is
+    gone without a trace) marks it Failed. ``pending`` changes nothing.
+
+    :return: a :class:`~agent_core.models.DeploymentStatus`, or ``None`` if the backend cannot
+        tell (final states are then left to the workload itself).
+    :raise Exception: logged; the check is retried on the next round.
+    """
+
+
+@hookspec(firstresult=True)
+def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Agent, tail: int) -> list[str] | None:
+    """The last ``tail`` lines of the workload's output.
+
+    Called on the monitor thread when a deployment fails, so the lines can be attached to the
+    run's Failed message and logs.
+
+    :return: the lines (oldest first), or ``None`` when the backend keeps no output.
+    """
+
+
+@hookspec(firstresult=True)
+def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent, grace_seconds: float) -> bool | None:
+    """Stop the workload of a run that was asked to cancel (state Cancelling).
+
+    Called on the monitor thread when the API's heartbeat answer lists a run this agent
+    deployed as Cancelling. Stop politely (SIGTERM, ``docker stop``), and force it after
+    ``grace_seconds``. May block up to the grace period. The core marks the run Cancelled
+    when this returns ``True``.
+
+    :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
+        core retries on the next round), ``None`` to pass.
+    """
+
+
+@hookspec
+def heartbeat(agent: Agent) -> None:
+    """Periodic work: check platform health, reap finished workloads, report metrics.
+
+    Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin.
+    To make the health endpoint report a problem, call ``agent.set_problem(name, message)``
+    (and ``agent.clear_problem(name)`` once it is gone).
+
+    :raise Exception: logged with its traceback; the heartbeat loop goes on.
+    """
+
+
+# --- shutdown -------------------------------------------------------------------------------
+
+
+@hookspec
+def on_shutdown(agent: Agent) -> None:
+    """Release what the plugin holds (clients, threads, temporary files).
+
+    Called on the main thread once the poll loop has stopped and in-flight deployments are
+    drained (or the drain timeout passed), and also after a failed start-up if ``on_startup``
+    ran. Running workloads are left alone: a restarted agent re-attaches to them.
+
+    :raise Exception: logged; the other plugins' ``on_shutdown`` still run.
+    """

@@ -1,0 +1,1 @@
+"""The orchestration API: a Falcon WSGI app (``app.py``) over a SQL store (``storage/``)."""

@@ -1,0 +1,152 @@
+"""A small declarative layer over Falcon: each endpoint states its path, roles and schemas once.
+
+``app.py`` builds Falcon resources from these declarations and ``openapi.py`` documents the
+same declarations, so the document cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import falcon
+from marshmallow import Schema, ValidationError
+
+from agent_core.errors import AuthError, BadRequest, PayloadTooLarge
+from agent_core.server.storage import Principal, Store
+
+ALL_ROLES = frozenset({"runner", "user", "admin"})
+
+
+@dataclass
+class Call:
+    """Everything a handler needs: the store, the caller, and the validated input."""
+
+    store: Store
+    principal: Principal
+    body: dict[str, Any]
+    query: dict[str, Any]
+    params: dict[str, str]
+    agent_id: str | None
+
+    @property
+    def tenant(self) -> str:
+        return self.principal.tenant_id
+
+
+Handler = Callable[[Call], Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    roles: frozenset[str] | None = ALL_ROLES  # None: public, no key needed
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    status: int = 200
+    response: str = "object"
+    tags: tuple[str, ...] = field(default=())
+
+
+class Authenticator:
+    """Maps the ``Authorization`` header to a :class:`Principal`.
+
+    With ``required`` off (the embedded API, a loopback server without ``--auth``), a request
+    without a key acts as admin of the default tenant; a key that is sent is still checked.
+    """
+
+    def __init__(self, store: Store, *, required: bool, default_tenant: str) -> None:
+        self.store = store
+        self.required = required
+        self.default_tenant = default_tenant
+
+    def principal(self, req: falcon.Request) -> Principal:
+        header = req.get_header("Authorization")
+        if not header:
+            if self.required:
+                raise AuthError(
+                    "Missing API key",
+                    "send 'Authorization: Bearer KEY'; an admin creates keys with 'agent keys create --role ROLE'",
+                    401,
+                )
+            return Principal(tenant_id=self.default_tenant, role="admin")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("Malformed Authorization header", "expected 'Authorization: Bearer KEY'", 401)
+        principal = self.store.authenticate(token.strip())
+        if principal is None:
+            raise AuthError("Invalid API key", "the key is unknown or revoked; ask an admin for a new one", 401)
+        return principal
+
+
+def read_json(req: falcon.Request, max_body: int) -> Any:
+    length = req.content_length
+    if length is not None and length > max_body:
+        raise PayloadTooLarge("Request body too large", f"{length} bytes; the limit is {max_body}", 413)
+    raw = req.bounded_stream.read(max_body + 1)
+    if len(raw) > max_body:
+        raise PayloadTooLarge("Request body too large", f"the limit is {max_body} bytes", 413)
+    if not raw.strip():
+        return {}
+    content_type = (req.content_type or "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
+        raise BadRequest(
+            "Unsupported media type",
+            f"send JSON with Content-Type: application/json, not {content_type}",
+            415,
+        )
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("Malformed JSON", f"the body is not valid JSON: {exc}") from None
+
+
+def load(schema: type[Schema], data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise BadRequest("Invalid request", {where: "must be a JSON object"})
+    try:
+        return schema().load(data)
+    except ValidationError as exc:
+        raise BadRequest("Invalid request", exc.messages) from None
+
+
+def make_resource(endpoints: list[Endpoint], store: Store, auth: Authenticator, max_body: int) -> object:
+    """A Falcon resource for one path with a responder per declared method (others get 405)."""
+
+    def responder_for(endpoint: Endpoint) -> Callable[..., None]:
+        def responder(_self: object, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+            principal = Principal(tenant_id=auth.default_tenant, role="admin")
+            if endpoint.roles is not None:
+                principal = auth.principal(req)
+                if principal.role not in endpoint.roles:
+                    allowed = ", ".join(sorted(endpoint.roles))
+                    raise AuthError(
+                        "Forbidden",
+                        f"role {principal.role!r} may not {endpoint.method} {endpoint.path}; it needs {allowed}",
+                        403,
+                    )
+            body: dict[str, Any] = {}
+            if endpoint.body is not None:
+                body = load(endpoint.body, read_json(req, max_body), "body")
+            query: dict[str, Any] = {}
+            if endpoint.query is not None:
+                query = load(endpoint.query, dict(req.params), "query")
+            elif req.params:
+                raise BadRequest("Invalid request", {"query": f"unexpected parameters: {', '.join(req.params)}"})
+            call = Call(store, principal, body, query, params, req.get_header("X-Agent-Id"))
+            result = endpoint.handler(call)
+            status = endpoint.status
+            if isinstance(result, tuple):
+                status, result = result
+            resp.status = status
+            resp.media = result
+
+        return responder
+
+    attrs = {f"on_{e.method.lower()}": responder_for(e) for e in endpoints}
+    return type("Resource", (), attrs)()

@@ -1,0 +1,209 @@
+"""Request schemas: what each endpoint accepts. The OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from agent_core.states import State
+
+NAME = validate.Length(min=1, max=200)
+LABEL = fields.String(validate=validate.Length(min=1, max=200))
+MAX_PAGE = 500
+
+
+class UTCDateTime(fields.DateTime):
+    """ISO 8601; a time without an offset is taken as UTC. Loads to pendulum UTC."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> pendulum.DateTime:
+        if not isinstance(value, str):
+            raise ValidationError("must be an ISO 8601 date-time string")
+        try:
+            parsed = pendulum.parse(value, tz="UTC")
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            raise ValidationError(f"not an ISO 8601 date-time: {value!r}") from None
+        if not isinstance(parsed, pendulum.DateTime):
+            raise ValidationError(f"not a date-time: {value!r}")
+        return parsed.in_timezone("UTC")
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses booleans and strings (JSON bodies say what they mean)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("must be an integer")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictFloat(fields.Float):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("must be a number")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictString(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("must be a string")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class RunConfigField(fields.Dict):
+    """A typed run config: a JSON object with a string ``type``; its other keys are the backend's."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        kind = result.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise ValidationError('needs a "type" string, e.g. "universal", "local", "docker"')
+        if kind == "universal":
+            errors = UniversalRunConfigSchema().validate(result)
+            if errors:
+                raise ValidationError(errors)
+        return result
+
+
+class Base(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class UniversalRunConfigSchema(Base):
+    """Core's run-config type: converts to any backend's type."""
+
+    type = fields.Constant("universal")
+    env = fields.Dict(keys=StrictString(), values=StrictString(), load_default=dict)
+    labels = fields.List(LABEL, load_default=list)
+
+
+def _labels() -> fields.List:
+    return fields.List(StrictString(validate=validate.Length(min=1, max=200)), validate=validate.Length(max=100))
+
+
+class FlowCreateSchema(Base):
+    name = StrictString(required=True, validate=NAME)
+    command = StrictString(required=True, validate=validate.Length(min=1, max=10_000))
+    description = StrictString(load_default="", validate=validate.Length(max=10_000))
+    labels = _labels()
+    run_config = RunConfigField(load_default=None, allow_none=True)
+
+
+class FlowRunCreateSchema(Base):
+    flow_id = StrictString(validate=validate.Length(min=1, max=36))
+    flow_name = StrictString(validate=NAME)
+    name = StrictString(validate=NAME)
+    parameters = fields.Dict(keys=StrictString(), load_default=dict)
+    labels = fields.List(
+        StrictString(validate=validate.Length(min=1, max=200)),
+        allow_none=True,
+        validate=validate.Length(max=100),
+    )
+    run_config = RunConfigField(load_default=None, allow_none=True)
+    scheduled_start_time = UTCDateTime(load_default=None, allow_none=True)
+    idempotency_key = StrictString(validate=validate.Length(min=1, max=200), load_default=None, allow_none=True)
+    max_retries = StrictInteger(load_default=0, validate=validate.Range(min=0, max=100))
+    retry_delay_seconds = StrictFloat(load_default=0.0, validate=validate.Range(min=0, max=86_400 * 7))
+
+    @validates_schema
+    def _one_flow(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("flow_id") and not data.get("flow_name"):
+            raise ValidationError("give flow_id or flow_name", "flow_id")
+
+
+class StateSchema(Base):
+    type = StrictString(required=True, validate=validate.OneOf([s.value for s in State]))
+    message = StrictString(load_default="", validate=validate.Length(max=100_000))
+
+
+class SetStateSchema(Base):
+    version = StrictInteger(required=True, validate=validate.Range(min=1))
+    state = fields.Nested(StateSchema, required=True)
+
+
+class DeploymentSchema(Base):
+    backend = StrictString(required=True, validate=validate.Length(min=1, max=100))
+    platform_id = StrictString(required=True, validate=validate.Length(max=1000))
+    info = StrictString(load_default="", validate=validate.Length(max=10_000))
+    data = fields.Dict(keys=StrictString(), load_default=dict)
+
+
+class SetDeploymentSchema(Base):
+    deployment = fields.Nested(DeploymentSchema, required=True)
+
+
+class CancelSchema(Base):
+    message = StrictString(load_default="", validate=validate.Length(max=10_000))
+
+
+class QueueSchema(Base):
+    labels = _labels()
+    before = UTCDateTime(load_default=None, allow_none=True)
+    limit = StrictInteger(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
+
+
+class LogEntrySchema(Base):
+    flow_run_id = StrictString(required=True, validate=validate.Length(min=1, max=36))
+    message = StrictString(required=True, validate=validate.Length(max=100_000))
+    level = StrictString(
+        load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    )
+    name = StrictString(load_default="", validate=validate.Length(max=200))
+    timestamp = UTCDateTime(load_default=None, allow_none=True)
+
+
+class LogBatchSchema(Base):
+    logs = fields.List(fields.Nested(LogEntrySchema), required=True, validate=validate.Length(min=1, max=5000))
+
+
+class AgentRegisterSchema(Base):
+    name = StrictString(load_default="agent", validate=NAME)
+    backend = StrictString(load_default="", validate=validate.Length(max=100))
+    labels = _labels()
+    agent_config_id = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=36))
+
+
+class AgentConfigCreateSchema(Base):
+    name = StrictString(required=True, validate=NAME)
+    settings = fields.Dict(keys=StrictString(), required=True)
+
+
+class KeyCreateSchema(Base):
+    role = StrictString(required=True, validate=validate.OneOf(["runner", "user", "admin"]))
+    name = StrictString(load_default="", validate=validate.Length(max=200))
+
+
+class Empty(Base):
+    pass
+
+
+# --- query strings --------------------------------------------------------------------------
+
+
+class PageQuery(Base):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class RunListQuery(PageQuery):
+    state = fields.String(load_default=None, metadata={"description": "comma-separated states"})
+    flow = fields.String(load_default=None, metadata={"description": "flow id or name"})
+    agent_id = fields.String(load_default=None)
+    label = fields.String(load_default=None)
+
+    @validates_schema
+    def _states(self, data: dict[str, Any], **_: Any) -> None:
+        for part in (data.get("state") or "").split(","):
+            if part.strip():
+                try:
+                    State.parse(part)
+                except ValueError as exc:
+                    raise ValidationError(str(exc), "state") from None
+
+
+class LogQuery(Base):
+    cursor = fields.String(load_default=None, validate=validate.Length(max=1000))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=5000))

@@ -1,0 +1,71 @@
+"""Engine creation: the one place that knows how SQLite and PostgreSQL differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from agent_core.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs people type (``postgresql://``, a bare path) as SQLAlchemy URLs."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write locks."""
+    url = normalize_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"invalid database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            return sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        except ModuleNotFoundError:
+            raise ConfigError("PostgreSQL support needs psycopg: pip install 'agent-core[postgres]'") from None
+    raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://...")
+
+
+def _sqlite_engine(url: sa.engine.URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # pysqlite's own implicit BEGIN would be DEFERRED; we issue ours in `_on_begin`.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction that starts DEFERRED and later upgrades its lock fails at once
+        # with SQLITE_BUSY when another process wrote meanwhile (the busy timeout does not
+        # apply to upgrades); taking the write lock up front makes writers queue instead.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

@@ -1,0 +1,753 @@
+"""Every read and write the API makes, as plain functions of a tenant and JSON-able dicts.
+
+All writes go through :meth:`Store._write`, one short transaction each; a state change is a
+compare-and-set on the run's ``version`` inside it, which is how two agents never claim the
+same run, on SQLite and on PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from agent_core.errors import BadRequest, IllegalTransition, NotFound, StateUpdateConflict
+from agent_core.server.storage import schema as t
+from agent_core.states import FINAL_STATES, State, can_transition
+
+DEFAULT_TENANT = "default"
+ROLES = ("runner", "user", "admin")
+KEY_PREFIX = "agk_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant whose data they see and the role that bounds what they do."""
+
+    tenant_id: str
+    role: str
+    key_id: str | None = None
+
+
+def hash_key(secret: str) -> str:
+    # Keys are 256 random bits, so a plain digest is enough (no need for a slow KDF).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def now() -> pendulum.DateTime:
+    return pendulum.now("UTC")
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        parts = None
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued; start without one"})
+    return parts
+
+
+def _iso(value: pendulum.DateTime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # --- tenants and keys -----------------------------------------------------------------
+
+    def ensure_tenant(self, name: str = DEFAULT_TENANT) -> str:
+        with self._write() as conn:
+            row = conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.name == name)).first()
+            if row:
+                return row.id
+            tenant_id = name if name == DEFAULT_TENANT else str(uuid.uuid4())
+            conn.execute(t.tenants.insert().values(id=tenant_id, name=name, created=now()))
+            return tenant_id
+
+    def create_key(self, tenant_id: str, role: str, name: str = "") -> tuple[dict[str, Any], str]:
+        """A new key; the secret is returned here and never again (only its hash is kept)."""
+        if role not in ROLES:
+            raise BadRequest("Invalid role", {"role": f"must be one of {', '.join(ROLES)}"})
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        row = {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "name": name or role,
+            "role": role,
+            "prefix": secret[: len(KEY_PREFIX) + 6],
+            "key_hash": hash_key(secret),
+            "created": now(),
+            "revoked": None,
+        }
+        with self._write() as conn:
+            conn.execute(t.api_keys.insert().values(**row))
+        return self._key_dict(row), secret
+
+    def list_keys(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.api_keys).where(t.api_keys.c.tenant_id == tenant_id).order_by(t.api_keys.c.created)
+            ).mappings()
+            return [self._key_dict(r) for r in rows]
+
+    def revoke_key(self, tenant_id: str, key_id: str) -> dict[str, Any]:
+        with self._write() as conn:
+            cond = (t.api_keys.c.id == key_id) & (t.api_keys.c.tenant_id == tenant_id)
+            row = conn.execute(sa.select(t.api_keys).where(cond)).mappings().first()
+            if row is None:
+                raise NotFound("API key not found", {"id": key_id})
+            if row["revoked"] is None:
+                conn.execute(t.api_keys.update().where(cond).values(revoked=now()))
+            return self._key_dict({**row, "revoked": row["revoked"] or now()})
+
+    def authenticate(self, secret: str) -> Principal | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_hash == hash_key(secret))).mappings().first()
+            )
+        if row is None or row["revoked"] is not None:
+            return None
+        return Principal(tenant_id=row["tenant_id"], role=row["role"], key_id=row["id"])
+
+    def count_active_keys(self) -> int:
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(t.api_keys).where(t.api_keys.c.revoked.is_(None))
+            ).scalar_one()
+
+    def tenant_name(self, tenant_id: str) -> str:
+        with self._read() as conn:
+            name = conn.execute(sa.select(t.tenants.c.name).where(t.tenants.c.id == tenant_id)).scalar()
+        return name or tenant_id
+
+    @staticmethod
+    def _key_dict(row: Any) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "role": row["role"],
+            "prefix": row["prefix"],
+            "created": _iso(row["created"]),
+            "revoked": _iso(row["revoked"]),
+        }
+
+    # --- flows ----------------------------------------------------------------------------
+
+    def register_flow(self, tenant_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a flow or update its definition; a changed definition bumps its version.
+
+        Returns the flow and whether anything was written.
+        """
+        definition = {
+            "command": data["command"],
+            "description": data.get("description", ""),
+            "labels": sorted(set(data.get("labels") or [])),
+            "run_config": data.get("run_config"),
+        }
+        with self._write() as conn:
+            cond = (t.flows.c.tenant_id == tenant_id) & (t.flows.c.name == data["name"])
+            row = conn.execute(sa.select(t.flows).where(cond)).mappings().first()
+            stamp = now()
+            if row is None:
+                values = {
+                    "id": str(uuid.uuid4()),
+                    "tenant_id": tenant_id,
+                    "name": data["name"],
+                    "version": 1,
+                    "created": stamp,
+                    "updated": stamp,
+                    **definition,
+                }
+                conn.execute(t.flows.insert().values(**values))
+                return self._flow_dict(values), True
+            if all(row[k] == v for k, v in definition.items()):
+                return self._flow_dict(row), False
+            values = {**row, **definition, "version": row["version"] + 1, "updated": stamp}
+            conn.execute(t.flows.update().where(cond).values(**definition, version=values["version"], updated=stamp))
+            return self._flow_dict(values), True
+
+    def get_flow(self, tenant_id: str, id_or_name: str) -> dict[str, Any]:
+        with self._read() as conn:
+            return self._flow_dict(self._flow_row(conn, tenant_id, id_or_name))
+
+    def _flow_row(self, conn: Connection, tenant_id: str, id_or_name: str) -> RowMapping:
+        row = (
+            conn.execute(
+                sa.select(t.flows).where(
+                    (t.flows.c.tenant_id == tenant_id) & ((t.flows.c.id == id_or_name) | (t.flows.c.name == id_or_name))
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFound("Flow not found", {"flow": f"no flow with id or name {id_or_name!r}"})
+        return row
+
+    def list_flows(self, tenant_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query = sa.select(t.flows).where(t.flows.c.tenant_id == tenant_id)
+        if cursor:
+            (after,) = decode_cursor(cursor, 1)
+            query = query.where(t.flows.c.name > str(after))
+        query = query.order_by(t.flows.c.name).limit(limit + 1)
+        with self._read() as conn:
+            rows = list(conn.execute(query).mappings())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [self._flow_dict(r) for r in rows], encode_cursor(rows[-1]["name"]) if more else None
+
+    @staticmethod
+    def _flow_dict(row: Any) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "version": row["version"],
+            "command": row["command"],
+            "description": row["description"],
+            "labels": list(row["labels"]),
+            "run_config": row["run_config"],
+            "created": _iso(row["created"]),
+            "updated": _iso(row["updated"]),
+        }
+
+    # --- flow runs ------------------------------------------------------------------------
+
+    def create_run(self, tenant_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A new Scheduled run, or the existing one for the same idempotency key.
+
+        Returns the run and whether it was created by this call.
+        """
+        key = data.get("idempotency_key")
+        if key:
+            existing = self._run_by_idempotency_key(tenant_id, key)
+            if existing:
+                return existing, False
+        flow_ref = data.get("flow_id") or data.get("flow_name")
+        with self._write() as conn:
+            flow = self._flow_row(conn, tenant_id, flow_ref)
+            if data.get("flow_id") and flow["id"] != data["flow_id"]:
+                raise NotFound("Flow not found", {"flow_id": f"no flow with id {data['flow_id']!r}"})
+            stamp = now()
+            labels = data.get("labels")
+            run_id = str(uuid.uuid4())
+            values = {
+                "id": run_id,
+                "tenant_id": tenant_id,
+                "flow_id": flow["id"],
+                "flow_version": flow["version"],
+                "command": flow["command"],
+                "name": data.get("name") or f"{flow['name']}-{run_id[:8]}",
+                "parameters": data.get("parameters") or {},
+                "labels": sorted(set(flow["labels"] if labels is None else labels)),
+                "run_config": data["run_config"] if data.get("run_config") is not None else flow["run_config"],
+                "scheduled_start_time": data.get("scheduled_start_time") or stamp,
+                "state": State.SCHEDULED.value,
+                "state_message": "Created",
+                "state_time": stamp,
+                "version": 1,
+                "idempotency_key": key,
+                "created": stamp,
+                "attempt": 1,
+                "max_retries": data.get("max_retries", 0),
+                "retry_delay_seconds": data.get("retry_delay_seconds", 0.0),
+            }
+            try:
+                with conn.begin_nested():
+                    conn.execute(t.flow_runs.insert().values(**values))
+            except sa.exc.IntegrityError:
+                if not key:
+                    raise
+                created = False
+            else:
+                created = True
+                if values["labels"]:
+                    conn.execute(
+                        t.flow_run_labels.insert(),
+                        [{"flow_run_id": run_id, "label": x} for x in values["labels"]],
+                    )
+                self._record_state(conn, values, State.SCHEDULED, "Created", None)
+        if not created:
+            # Another request with the same key won the race; answer with its run.
+            existing = self._run_by_idempotency_key(tenant_id, key)
+            assert existing is not None
+            return existing, False
+        return self.get_run(tenant_id, run_id), True
+
+    def _run_by_idempotency_key(self, tenant_id: str, key: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    self._run_select().where(
+                        (t.flow_runs.c.tenant_id == tenant_id) & (t.flow_runs.c.idempotency_key == key)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else self._run_dict(row)
+
+    @staticmethod
+    def _run_select() -> sa.Select[Any]:
+        return sa.select(
+            t.flow_runs,
+            t.flows.c.name.label("flow_name"),
+        ).join(t.flows, t.flows.c.id == t.flow_runs.c.flow_id)
+
+    def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:
+        with self._read() as conn:
+            return self._run_dict(self._run_row(conn, tenant_id, run_id))
+
+    def _run_row(self, conn: Connection, tenant_id: str, run_id: str) -> RowMapping:
+        row = (
+            conn.execute(
+                self._run_select().where((t.flow_runs.c.id == run_id) & (t.flow_runs.c.tenant_id == tenant_id))
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFound("Flow run not found", {"id": run_id})
+        return row
+
+    def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        states: list[str] | None = None,
+        flow: str | None = None,
+        agent_id: str | None = None,
+        label: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, in pages of ``limit``; ``next_cursor`` is None on the last page."""
+        r = t.flow_runs
+        query = self._run_select().where(r.c.tenant_id == tenant_id)
+        if states:
+            query = query.where(r.c.state.in_(states))
+        if flow:
+            query = query.where((t.flows.c.name == flow) | (t.flows.c.id == flow))
+        if agent_id:
+            query = query.where(r.c.agent_id == agent_id)
+        if label:
+            query = query.where(
+                sa.exists().where((t.flow_run_labels.c.flow_run_id == r.c.id) & (t.flow_run_labels.c.label == label))
+            )
+        if cursor:
+            created_iso, last_id = decode_cursor(cursor, 2)
+            try:
+                created = pendulum.parse(str(created_iso))
+            except (ValueError, pendulum.parsing.exceptions.ParserError):
+                raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued"}) from None
+            query = query.where((r.c.created < created) | ((r.c.created == created) & (r.c.id < str(last_id))))
+        query = query.order_by(r.c.created.desc(), r.c.id.desc()).limit(limit + 1)
+        with self._read() as conn:
+            rows = list(conn.execute(query).mappings())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["created"].isoformat(), rows[-1]["id"]) if more else None
+        return [self._run_dict(row) for row in rows], next_cursor
+
+    def set_state(
+        self,
+        tenant_id: str,
+        run_id: str,
+        *,
+        version: int,
+        state: State,
+        message: str = "",
+        agent_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Move a run to ``state`` if it is still at ``version``: the claim and every later step.
+
+        A stale version is a :class:`StateUpdateConflict`; a move the state machine forbids an
+        :class:`IllegalTransition`. A Failed run with retries left is scheduled again.
+        """
+        with self._write() as conn:
+            row = self._run_row(conn, tenant_id, run_id)
+            if row["version"] != version:
+                raise StateUpdateConflict(
+                    "State update failed",
+                    f"run {run_id} is at version {row['version']} ({row['state']}), not {version}",
+                )
+            current = State(row["state"])
+            if not can_transition(current, state):
+                raise IllegalTransition("Illegal transition", f"a {current.value} run cannot become {state.value}")
+            run = dict(row)
+            self._apply_state(conn, run, state, message, agent_id)
+            if state == State.FAILED and run["attempt"] <= run["max_retries"]:
+                retry_at = now().add(seconds=run["retry_delay_seconds"])
+                run["attempt"] += 1
+                run["scheduled_start_time"] = retry_at
+                run["deployment"] = None
+                self._apply_state(
+                    conn,
+                    run,
+                    State.SCHEDULED,
+                    f"Retry {run['attempt'] - 1} of {run['max_retries']} at {retry_at.to_iso8601_string()}",
+                    None,
+                    force_agent=True,
+                )
+        return self.get_run(tenant_id, run_id)
+
+    def _apply_state(
+        self,
+        conn: Connection,
+        run: dict[str, Any],
+        state: State,
+        message: str,
+        agent_id: str | None,
+        *,
+        force_agent: bool = False,
+    ) -> None:
+        stamp = now()
+        values: dict[str, Any] = {
+            "state": state.value,
+            "state_message": message,
+            "state_time": stamp,
+            "version": run["version"] + 1,
+        }
+        if state == State.SUBMITTED or force_agent:
+            values["agent_id"] = agent_id
+        if state == State.RUNNING and run.get("start_time") is None:
+            values["start_time"] = stamp
+        if state in FINAL_STATES:
+            values["end_time"] = stamp
+        if state == State.SCHEDULED:
+            values.update(
+                attempt=run["attempt"],
+                scheduled_start_time=run["scheduled_start_time"],
+                deployment=None,
+                start_time=None,
+                end_time=None,
+            )
+        result = conn.execute(
+            t.flow_runs.update()
+            .where((t.flow_runs.c.id == run["id"]) & (t.flow_runs.c.version == run["version"]))
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            # Someone changed the run between our read and this write (PostgreSQL, READ COMMITTED).
+            raise StateUpdateConflict("State update failed", f"run {run['id']} changed concurrently")
+        run.update(values)
+        self._record_state(conn, run, state, message, values.get("agent_id", run.get("agent_id")))
+
+    @staticmethod
+    def _record_state(conn: Connection, run: dict[str, Any], state: State, message: str, agent_id: str | None) -> None:
+        conn.execute(
+            t.flow_run_states.insert().values(
+                flow_run_id=run["id"],
+                state=state.value,
+                message=message,
+                version=run["version"],
+                attempt=run["attempt"],
+                agent_id=agent_id,
+                timestamp=now(),
+            )
+        )
+
+    def set_deployment(self, tenant_id: str, run_id: str, deployment: dict[str, Any]) -> dict[str, Any]:
+        """Record what a backend started for the run; does not change the state or version."""
+        with self._write() as conn:
+            self._run_row(conn, tenant_id, run_id)
+            conn.execute(
+                t.flow_runs.update()
+                .where((t.flow_runs.c.id == run_id) & (t.flow_runs.c.tenant_id == tenant_id))
+                .values(deployment=deployment)
+            )
+        return self.get_run(tenant_id, run_id)
+
+    def cancel_run(self, tenant_id: str, run_id: str, message: str = "") -> dict[str, Any]:
+        """Scheduled runs are Cancelled at once; deployed ones go to Cancelling for their agent."""
+        for _ in range(20):
+            run = self.get_run(tenant_id, run_id)
+            current = State(run["state"]["type"])
+            if current == State.CANCELLING:
+                return run
+            if current in FINAL_STATES:
+                raise IllegalTransition(
+                    "Illegal transition",
+                    f"run {run_id} already finished ({current.value}); nothing to cancel",
+                )
+            target = State.CANCELLED if current == State.SCHEDULED else State.CANCELLING
+            try:
+                return self.set_state(
+                    tenant_id,
+                    run_id,
+                    version=run["version"],
+                    state=target,
+                    message=message or "Cancel requested",
+                )
+            except StateUpdateConflict:
+                continue  # it moved on meanwhile: look again
+        raise StateUpdateConflict("State update failed", f"run {run_id} keeps changing; try again")
+
+    def state_history(self, tenant_id: str, run_id: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            self._run_row(conn, tenant_id, run_id)
+            rows = conn.execute(
+                sa.select(t.flow_run_states)
+                .where(t.flow_run_states.c.flow_run_id == run_id)
+                .order_by(t.flow_run_states.c.id)
+            ).mappings()
+            return [
+                {
+                    "type": r["state"],
+                    "message": r["message"],
+                    "version": r["version"],
+                    "attempt": r["attempt"],
+                    "agent_id": r["agent_id"],
+                    "timestamp": _iso(r["timestamp"]),
+                }
+                for r in rows
+            ]
+
+    def queue(self, tenant_id: str, labels: list[str], before: pendulum.DateTime, limit: int) -> list[dict[str, Any]]:
+        """Scheduled runs due before ``before`` whose labels are a subset of ``labels``, oldest first."""
+        r = t.flow_runs
+        foreign_label = sa.exists().where(
+            (t.flow_run_labels.c.flow_run_id == r.c.id) & t.flow_run_labels.c.label.not_in(labels)
+        )
+        query = (
+            self._run_select()
+            .add_columns(t.flows.c.version.label("flow_current_version"))
+            .where(
+                (r.c.tenant_id == tenant_id)
+                & (r.c.state == State.SCHEDULED.value)
+                & (r.c.scheduled_start_time <= before)
+                & ~foreign_label
+            )
+            .order_by(r.c.scheduled_start_time, r.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [self._run_dict(row) for row in conn.execute(query).mappings()]
+
+    @staticmethod
+    def _run_dict(row: Any) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "flow_id": row["flow_id"],
+            "flow": {
+                "id": row["flow_id"],
+                "name": row["flow_name"],
+                "version": row["flow_version"],
+                "command": row["command"],
+            },
+            "parameters": row["parameters"],
+            "labels": list(row["labels"]),
+            "run_config": row["run_config"],
+            "scheduled_start_time": _iso(row["scheduled_start_time"]),
+            "state": {
+                "type": row["state"],
+                "message": row["state_message"],
+                "timestamp": _iso(row["state_time"]),
+            },
+            "version": row["version"],
+            "attempt": row["attempt"],
+            "max_retries": row["max_retries"],
+            "retry_delay_seconds": row["retry_delay_seconds"],
+            "agent_id": row["agent_id"],
+            "deployment": row["deployment"],
+            "idempotency_key": row["idempotency_key"],
+            "created": _iso(row["created"]),
+            "start_time": _iso(row["start_time"]),
+            "end_time": _iso(row["end_time"]),
+        }
+
+    # --- logs -----------------------------------------------------------------------------
+
+    def write_logs(self, tenant_id: str, entries: list[dict[str, Any]]) -> int:
+        run_ids = {e["flow_run_id"] for e in entries}
+        with self._write() as conn:
+            found = set(
+                conn.execute(
+                    sa.select(t.flow_runs.c.id).where(
+                        (t.flow_runs.c.tenant_id == tenant_id) & t.flow_runs.c.id.in_(run_ids)
+                    )
+                ).scalars()
+            )
+            missing = run_ids - found
+            if missing:
+                raise NotFound("Flow run not found", {"flow_run_id": sorted(missing)})
+            stamp = now()
+            conn.execute(
+                t.logs.insert(),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "flow_run_id": e["flow_run_id"],
+                        "timestamp": e.get("timestamp") or stamp,
+                        "level": e.get("level", "INFO"),
+                        "name": e.get("name", ""),
+                        "message": e["message"],
+                    }
+                    for e in entries
+                ],
+            )
+        return len(entries)
+
+    def read_logs(
+        self, tenant_id: str, run_id: str, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Logs in the order they were written, after ``cursor``.
+
+        The returned cursor is never None, so a follower can keep asking from where it stopped.
+        """
+        after = 0
+        if cursor:
+            (after,) = decode_cursor(cursor, 1)
+            if not isinstance(after, int):
+                raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued"})
+        with self._read() as conn:
+            self._run_row(conn, tenant_id, run_id)
+            rows = list(
+                conn.execute(
+                    sa.select(t.logs)
+                    .where((t.logs.c.flow_run_id == run_id) & (t.logs.c.id > after))
+                    .order_by(t.logs.c.id)
+                    .limit(limit)
+                ).mappings()
+            )
+        last = rows[-1]["id"] if rows else after
+        items = [
+            {
+                "timestamp": _iso(r["timestamp"]),
+                "level": r["level"],
+                "name": r["name"],
+                "message": r["message"],
+            }
+            for r in rows
+        ]
+        return items, encode_cursor(last)
+
+    # --- agents ---------------------------------------------------------------------------
+
+    def register_agent(self, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        config_id = data.get("agent_config_id")
+        stamp = now()
+        values = {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "name": data.get("name") or "agent",
+            "backend": data.get("backend") or "",
+            "labels": sorted(set(data.get("labels") or [])),
+            "agent_config_id": config_id,
+            "created": stamp,
+            "last_heartbeat": stamp,
+        }
+        with self._write() as conn:
+            if config_id:
+                self._agent_config_row(conn, tenant_id, config_id)
+            conn.execute(t.agents.insert().values(**values))
+        return self._agent_dict(values)
+
+    def heartbeat(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        """Record that the agent is alive; answer with its runs that were asked to cancel."""
+        with self._write() as conn:
+            result = conn.execute(
+                t.agents.update()
+                .where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
+                .values(last_heartbeat=now())
+            )
+            if result.rowcount != 1:
+                raise NotFound("Agent not found", {"id": agent_id})
+        with self._read() as conn:
+            rows = conn.execute(
+                self._run_select().where(
+                    (t.flow_runs.c.tenant_id == tenant_id)
+                    & (t.flow_runs.c.agent_id == agent_id)
+                    & (t.flow_runs.c.state == State.CANCELLING.value)
+                )
+            ).mappings()
+            return {"cancelling": [self._run_dict(r) for r in rows]}
+
+    def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.agents).where(t.agents.c.tenant_id == tenant_id).order_by(t.agents.c.last_heartbeat.desc())
+            ).mappings()
+            return [self._agent_dict(r) for r in rows]
+
+    @staticmethod
+    def _agent_dict(row: Any) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "backend": row["backend"],
+            "labels": list(row["labels"]),
+            "agent_config_id": row["agent_config_id"],
+            "created": _iso(row["created"]),
+            "last_heartbeat": _iso(row["last_heartbeat"]),
+        }
+
+    def create_agent_config(self, tenant_id: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        values = {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "name": name,
+            "settings": settings,
+            "created": now(),
+        }
+        with self._write() as conn:
+            conn.execute(t.agent_configs.insert().values(**values))
+        return self._agent_config_dict(values)
+
+    def get_agent_config(self, tenant_id: str, config_id: str) -> dict[str, Any]:
+        with self._read() as conn:
+            return self._agent_config_dict(self._agent_config_row(conn, tenant_id, config_id))
+
+    def _agent_config_row(self, conn: Connection, tenant_id: str, config_id: str) -> RowMapping:
+        row = (
+            conn.execute(
+                sa.select(t.agent_configs).where(
+                    (t.agent_configs.c.id == config_id) & (t.agent_configs.c.tenant_id == tenant_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFound("Agent config not found", {"agent_config_id": config_id})
+        return row
+
+    @staticmethod
+    def _agent_config_dict(row: Any) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "settings": row["settings"],
+            "created": _iso(row["created"]),
+        }

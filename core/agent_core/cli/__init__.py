@@ -1,0 +1,1 @@
+"""The ``agent`` command: one module per command group."""

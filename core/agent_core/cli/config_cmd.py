@@ -1,0 +1,36 @@
+"""``agent config``: the effective configuration and where each value came from."""
+
+from __future__ import annotations
+
+import typer
+
+from agent_core.cli.context import state
+from agent_core.cli.output import Format, OutputOption, console, emit_json
+from agent_core.config import is_secret, mask
+
+app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """Print the effective configuration, secrets masked, with the source of each set value."""
+    config = state(ctx).config
+    values = config.effective(masked=True)
+    if output == Format.json:
+        emit_json(values)
+        return
+    console.print(f"[dim]config file: {config.file or 'none'}[/]")
+    console.print(f"[dim]database: {config.db_url if not config.section('api')['url'] else '(remote API)'}[/]")
+    for section, settings in values.items():
+        if section == "backends":
+            for backend, backend_settings in settings.items():
+                console.print(f"\n[bold]\\[backends.{backend}][/]")
+                for key, value in backend_settings.items():
+                    shown = mask(value) if is_secret(key) else value
+                    source = config.sources.get(f"backends.{backend}.{key}", "default")
+                    console.print(f"{key} = {shown!r}  [dim]# {source}[/]", markup=True)
+            continue
+        console.print(f"\n[bold]\\[{section}][/]")
+        for key, value in settings.items():
+            source = config.sources.get(f"{section}.{key}", "default")
+            console.print(f"{key} = {value!r}  [dim]# {source}[/]")

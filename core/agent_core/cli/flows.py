@@ -1,0 +1,55 @@
+"""``agent flows``: register and list flows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agent_core.cli.context import state
+from agent_core.cli.output import Format, OutputOption, console, emit_json, human_time, table
+from agent_core.cli.parsing import json_or_file
+
+app = typer.Typer(help="Register and list flows.", no_args_is_help=True)
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="flow name, unique per tenant")],
+    command: Annotated[str, typer.Option("--command", "-c", help="the command a run executes")],
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="label (repeatable)")] = None,
+    run_config: Annotated[
+        str | None, typer.Option("--run-config", help='default run config: JSON or @FILE, e.g. {"type": "local"}')
+    ] = None,
+    description: Annotated[str, typer.Option(help="free text")] = "",
+    output: OutputOption = Format.table,
+) -> None:
+    """Register a flow, or update it (a changed definition gets a new version)."""
+    flow = state(ctx).client.register_flow(
+        name, command, labels=label or [], run_config=json_or_file(run_config, "--run-config"), description=description
+    )
+    if output == Format.json:
+        emit_json(flow)
+        return
+    verb = "Registered" if flow.pop("changed") else "Unchanged:"
+    console.print(f"{verb} flow [bold]{flow['name']}[/] version {flow['version']} ({flow['id']})")
+
+
+@app.command("list")
+def list_flows(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """List flows."""
+    flows = state(ctx).client.list_flows()
+    table(
+        flows,
+        [
+            ("NAME", lambda f: f["name"]),
+            ("VERSION", lambda f: str(f["version"])),
+            ("COMMAND", lambda f: f["command"]),
+            ("LABELS", lambda f: ",".join(f["labels"]) or "-"),
+            ("UPDATED", lambda f: human_time(f["updated"])),
+            ("ID", lambda f: f["id"]),
+        ],
+        output,
+        empty="no flows yet: agent flows register NAME --command CMD",
+    )

@@ -1,0 +1,68 @@
+"""``agent keys``: API keys per tenant, with a role each."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agent_core.cli.context import state
+from agent_core.cli.output import Format, OutputOption, console, emit_json, human_time, table
+from agent_core.errors import ConfigError
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option("--role", help="runner (agents), user or admin")],
+    name: Annotated[str, typer.Option(help="a name to recognise the key by")] = "",
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="tenant to create the key in (created if new); needs direct database access, not --api"),
+    ] = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Create a key. Its secret is shown once: store it now."""
+    if role not in ("runner", "user", "admin"):
+        raise typer.BadParameter(f"unknown role {role!r}; use runner, user or admin", param_hint="--role")
+    cli = state(ctx)
+    if tenant is not None:
+        if cli.config.section("api")["url"]:
+            raise ConfigError("--tenant works on the database directly: drop --api / api.url and give --db")
+        store = cli.client.store  # type: ignore[attr-defined]
+        key, secret = store.create_key(store.ensure_tenant(tenant), role, name)
+        created = {**key, "key": secret, "tenant": tenant}
+    else:
+        created = cli.client.create_key(role, name)
+    if output == Format.json:
+        emit_json(created)
+        return
+    console.print(f"Created {created['role']} key {created['id']} ({created['name']}). It will not be shown again:")
+    console.print(created["key"], markup=False)
+
+
+@app.command("list")
+def list_keys(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """The tenant's keys (never their secrets)."""
+    table(
+        state(ctx).client.list_keys(),
+        [
+            ("ID", lambda k: k["id"]),
+            ("NAME", lambda k: k["name"]),
+            ("ROLE", lambda k: k["role"]),
+            ("PREFIX", lambda k: k["prefix"] + "…"),
+            ("CREATED", lambda k: human_time(k["created"])),
+            ("REVOKED", lambda k: human_time(k["revoked"]) if k["revoked"] else "-"),
+        ],
+        output,
+        empty="no keys",
+    )
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="key id")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    key = state(ctx).client.revoke_key(key_id)
+    console.print(f"Revoked key {key['id']} ({key['name']})")

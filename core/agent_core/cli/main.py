@@ -1,0 +1,105 @@
+"""The root ``agent`` command and its error handling: a clear line, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from agent_core import __version__
+from agent_core.cli import agents, config_cmd, flows, keys, runs, server
+from agent_core.cli.context import CLIState
+from agent_core.cli.output import err_console
+from agent_core.errors import AgentError, APIUnavailable, AuthError
+
+app = typer.Typer(
+    name="agent",
+    help="Poll an orchestration API for flow runs and deploy them through backend plugins.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(server.app, name="server")
+app.add_typer(flows.app, name="flows")
+app.add_typer(runs.app, name="runs")
+app.add_typer(agents.app, name="agents")
+app.add_typer(keys.app, name="keys")
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"agent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    api: Annotated[
+        str | None, typer.Option("--api", envvar="AGENT__API__URL", help="API URL; unset: embedded SQLite API")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", envvar="AGENT__API__KEY", help="API key", show_default=False)
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", envvar="AGENT__SERVER__DB", help="database of the embedded API")
+    ] = None,
+    config: Annotated[str | None, typer.Option("--config", envvar="AGENT_CONFIG", help="config file")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = CLIState(config_file=config, overrides={"api.url": api, "api.key": key, "server.db": db})
+
+
+def _register_optional_groups() -> None:
+    # The agent-side commands arrive with the engine; keep the CLI importable without them.
+    try:
+        from agent_core.cli import agent_cmds
+    except ImportError:
+        return
+    agent_cmds.register(app)
+
+
+_register_optional_groups()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``agent`` console script."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("Aborted.")
+        return 130
+    except typer.TyperException as exc:
+        # Usage errors and bad parameters: click's own one-line message with the usage.
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            err_console.print(f"[red]Error:[/] {exc}")
+        return getattr(exc, "exit_code", 2)
+    except AuthError as exc:
+        err_console.print(f"[red]Error:[/] {exc} (check --key / AGENT__API__KEY)", markup=True, highlight=False)
+        return 1
+    except APIUnavailable as exc:
+        err_console.print(f"[red]Error:[/] {exc}", highlight=False)
+        return 1
+    except AgentError as exc:
+        err_console.print(f"[red]Error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

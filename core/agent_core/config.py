@@ -1,0 +1,238 @@
+"""Layered configuration: defaults < config file < environment < command-line flags.
+
+The file is ``agent.toml`` in the working directory, else ``$AGENT_HOME/config.toml``
+(``--config`` or ``AGENT_CONFIG`` name another). Environment variables are
+``AGENT__SECTION__KEY`` (``AGENT__API__URL``); backend settings live in ``[backends.NAME]``,
+``AGENT__BACKENDS__NAME__KEY`` and ``--set KEY=VALUE``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent_core.errors import ConfigError
+
+ENV_PREFIX = "AGENT__"
+SECRET_WORDS = ("key", "password", "secret", "token", "credential")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "api": {
+        "url": "",  # empty: the embedded API on $AGENT_HOME/agent.db
+        "key": "",
+        "timeout": 10.0,
+        "retries": 3,
+    },
+    "agent": {
+        "name": "agent",
+        "labels": [],
+        "env": {},
+        "agent_config_id": "",
+        "agent_address": "",
+        "heartbeat_period": 30.0,
+        "monitor_interval": 1.0,
+        "prefetch_seconds": 10.0,
+        "max_workers": 0,  # 0: min(32, cpus + 4), as the seed
+        "drain_timeout": 30.0,
+        "cancel_grace_seconds": 10.0,
+        "stall_threshold": 60.0,
+        "disable_plugins": [],
+    },
+    "server": {
+        "host": "127.0.0.1",
+        "port": 4200,
+        "db": "",  # empty: sqlite under $AGENT_HOME
+        "auth": False,
+        "threads": 8,
+    },
+    "backends": {},
+}
+
+
+def agent_home() -> Path:
+    return Path(os.environ.get("AGENT_HOME") or Path.home() / ".agent").expanduser()
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{agent_home() / 'agent.db'}"
+
+
+def is_secret(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_WORDS)
+
+
+def mask(value: Any) -> Any:
+    if value in ("", None, [], {}):
+        return value
+    text = str(value)
+    return text[:4] + "…" if len(text) > 8 else "…"
+
+
+@dataclass
+class Config:
+    values: dict[str, dict[str, Any]]
+    sources: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.values.setdefault(name, {})
+
+    def get(self, dotted: str) -> Any:
+        section, _, key = dotted.partition(".")
+        return self.values[section][key]
+
+    def backend_settings(self, backend: str) -> dict[str, Any]:
+        return dict(self.values["backends"].get(backend, {}))
+
+    @property
+    def db_url(self) -> str:
+        return self.values["server"]["db"] or default_db_url()
+
+    def set(self, dotted: str, value: Any, source: str) -> None:
+        parts = dotted.split(".")
+        if parts[0] == "backends":
+            if len(parts) != 3:
+                raise ConfigError(f"backend settings are backends.NAME.KEY, not {dotted!r}")
+            self.values["backends"].setdefault(parts[1], {})[parts[2]] = value
+        else:
+            section, key = parts
+            self.values[section][key] = _coerce(dotted, DEFAULTS[section][key], value)
+        self.sources[dotted] = source
+
+    def effective(self, *, masked: bool = True) -> dict[str, Any]:
+        out = copy.deepcopy(self.values)
+        if masked:
+            _mask_tree(out)
+        return out
+
+
+def _mask_tree(tree: dict[str, Any]) -> None:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            if is_secret(key):
+                tree[key] = {k: mask(v) for k, v in value.items()}
+            else:
+                _mask_tree(value)
+        elif is_secret(key):
+            tree[key] = mask(value)
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Give ``value`` (often a string from the environment) the type of the default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise ValueError("expected a list")
+            return [str(v) for v in value]
+        if isinstance(default, dict):
+            if isinstance(value, str):
+                value = json.loads(value) if value.strip() else {}
+            if not isinstance(value, dict):
+                raise ValueError("expected a table of KEY = VALUE")
+            return {str(k): str(v) for k, v in value.items()}
+        if not isinstance(value, str | int | float):
+            raise ValueError("expected a string")
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value for {name}: {value!r} ({exc})") from None
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get("AGENT_CONFIG")
+    if env:
+        return find_config_file(env)
+    for candidate in (Path.cwd() / "agent.toml", agent_home() / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective configuration; ``overrides`` are CLI flags as ``section.key``."""
+    environ = os.environ if environ is None else environ
+    config = Config(values=copy.deepcopy(DEFAULTS))
+    path = find_config_file(config_file)
+    if path is not None:
+        config.file = path
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        _apply_file(config, data, str(path))
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        _check_known(dotted, f"environment variable {name}")
+        config.set(dotted, value, f"env {name}")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _check_known(dotted, "flag")
+        config.set(dotted, value, "flag")
+    return config
+
+
+def _apply_file(config: Config, data: dict[str, Any], source: str) -> None:
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {section!r} must be a [section]")
+        if section == "backends":
+            for backend, settings in table.items():
+                if not isinstance(settings, dict):
+                    raise ConfigError(f"{source}: backends.{backend} must be a [backends.{backend}] table")
+                for key, value in settings.items():
+                    config.set(f"backends.{backend}.{key}", value, source)
+            continue
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            _check_known(dotted, source)
+            config.set(dotted, value, source)
+
+
+def _check_known(dotted: str, source: str) -> None:
+    parts = dotted.split(".")
+    if parts[0] == "backends":
+        if len(parts) != 3 or not all(parts):
+            raise ConfigError(f"{source}: backend settings are named backends.NAME.KEY, not {dotted!r}")
+        return
+    if len(parts) != 2 or parts[0] not in DEFAULTS:
+        sections = ", ".join(DEFAULTS)
+        raise ConfigError(f"{source}: unknown setting {dotted!r}; sections are {sections}")
+    if parts[1] not in DEFAULTS[parts[0]]:
+        keys = ", ".join(DEFAULTS[parts[0]])
+        raise ConfigError(f"{source}: unknown setting {dotted!r}; [{parts[0]}] takes {keys}")

@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from agent_core.errors import ConfigError, StartupError
@@ -48,10 +49,42 @@ class RunningServer:
     server: Any
     thread: threading.Thread
     url: str
+    stopping: threading.Event
 
     def stop(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
+        """Stop accepting, finish the requests in progress (up to 5 s), and close every socket."""
+        self.stopping.set()
+        self.server.pull_trigger()
+        self.thread.join(timeout=10)
+
+
+def _loop(server: Any, stopping: threading.Event) -> None:
+    # waitress's own run() can only be ended by closing its sockets under it from another
+    # thread (EBADF in select); stepping the loop lets this thread close them itself.
+    while not stopping.is_set():
+        server.asyncore.loop(timeout=0.5, map=server._map, use_poll=True, count=1)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+    wasyncore.close_all(server._map)
+
+
+def serve_in_thread(app: Any, host: str, port: int, *, name: str, threads: int = 4) -> RunningServer:
+    """Serve a WSGI app on a background thread (port 0: any free port)."""
+    server = create_wsgi_server(app, host, port, threads=threads)
+    stopping = threading.Event()
+    thread = threading.Thread(target=_loop, args=(server, stopping), name=name, daemon=True)
+    thread.start()
+    return RunningServer(server=server, thread=thread, url=f"http://{host}:{server.effective_port}", stopping=stopping)
+
+
+def create_wsgi_server(app: Any, host: str, port: int, *, threads: int = 8) -> Any:
+    try:
+        return create_server(
+            app, host=host, port=port, threads=threads, ident="agent", clear_untrusted_proxy_headers=True
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port") from None
+    except (socket.gaierror, ValueError) as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 def check_auth_policy(host: str, auth: bool, store: Store) -> None:
@@ -70,21 +103,9 @@ def check_auth_policy(host: str, auth: bool, store: Store) -> None:
 def make_server(
     store: Store, host: str = "127.0.0.1", port: int = 4200, *, auth: bool = False, threads: int = 8
 ) -> Any:
-    app = create_app(store, auth_required=auth)
-    try:
-        return create_server(
-            app, host=host, port=port, threads=threads, ident="agent", clear_untrusted_proxy_headers=True
-        )
-    except OSError as exc:
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
-    except (socket.gaierror, ValueError) as exc:
-        raise StartupError(f"cannot listen on {host}:{port}: {exc}") from None
+    return create_wsgi_server(create_app(store, auth_required=auth), host, port, threads=threads)
 
 
 def start_in_thread(store: Store, host: str = "127.0.0.1", port: int = 0, *, auth: bool = False) -> RunningServer:
-    """Serve on a background thread (port 0: any free port); used by the embedded agent and tests."""
-    server = make_server(store, host, port, auth=auth)
-    actual_port = server.effective_port
-    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
-    thread.start()
-    return RunningServer(server=server, thread=thread, url=f"http://{host}:{actual_port}")
+    """Serve the API on a background thread; used by the embedded agent and tests."""
+    return serve_in_thread(create_app(store, auth_required=auth), host, port, name="api-server", threads=8)

@@ -1,0 +1,57 @@
+"""A real API server on a loopback ephemeral port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_core.client import APIClient
+from agent_core.server.serve import RunningServer, open_store, start_in_thread
+from agent_core.server.storage import Store
+
+
+@dataclass
+class APIServer:
+    """A waitress server over a store; ``stop()`` then ``start()`` brings it back on the same port."""
+
+    db_url: str
+    auth: bool = False
+    host: str = "127.0.0.1"
+    port: int = 0
+    store: Store = field(init=False)
+    _running: RunningServer | None = field(default=None, init=False)
+    _clients: list[APIClient] = field(default_factory=list, init=False)
+
+    def start(self) -> APIServer:
+        if not hasattr(self, "store"):
+            self.store = open_store(self.db_url)
+        self._running = start_in_thread(self.store, self.host, self.port, auth=self.auth)
+        self.port = int(self._running.url.rsplit(":", 1)[1])
+        return self
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.stop()
+            self._running = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self, key: str = "", **kwargs: Any) -> APIClient:
+        kwargs.setdefault("retries", 0)
+        client = APIClient(self.url, key, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        self.stop()
+        for client in self._clients:
+            client.close()
+        self.store.engine.dispose()
+
+    def __enter__(self) -> APIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -14,7 +14,8 @@ def test_postgres_url_is_a_fresh_database_that_accepts_tables(postgres_url: str)
     engine = sa.create_engine(postgres_url)
     try:
         with engine.begin() as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar() == 0
+            tables = sa.inspect(conn).get_table_names()
+            assert tables == []
             conn.execute(sa.text("CREATE TABLE item (id integer PRIMARY KEY, name text)"))
             conn.execute(sa.text("INSERT INTO item VALUES (1, 'one')"))
         with engine.connect() as conn:
@@ -24,16 +25,20 @@ def test_postgres_url_is_a_fresh_database_that_accepts_tables(postgres_url: str)
 
 
 def test_busybox_image_runs_a_shell_command_without_network(
-    docker_engine: docker.DockerClient, busybox_image: str
+    docker_engine: docker.DockerClient,
+    busybox_image: str,
 ) -> None:
-    output = docker_engine.containers.run(busybox_image, ["sh", "-c", "echo hello"], network_mode="none", remove=True)
+    command = ["sh", "-c", "echo hello"]
+    output = docker_engine.containers.run(busybox_image, command, network_mode="none", remove=True)
     assert output == b"hello\n"
 
 
-def test_python_image_runs_the_host_interpreter(docker_engine: docker.DockerClient, python_image: str) -> None:
-    output = docker_engine.containers.run(
-        python_image, ["python3", "-c", "print(2+3)"], network_mode="none", remove=True
-    )
+def test_python_image_runs_the_host_interpreter(
+    docker_engine: docker.DockerClient,
+    python_image: str,
+) -> None:
+    command = ["python3", "-c", "print(2+3)"]
+    output = docker_engine.containers.run(python_image, command, network_mode="none", remove=True)
     assert output == b"5\n"
 
 

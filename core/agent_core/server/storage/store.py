@@ -656,23 +656,31 @@ class Store:
     # --- agents ---------------------------------------------------------------------------
 
     def register_agent(self, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Register an agent; a name already registered in the tenant keeps its id.
+
+        A restarted agent is the same agent, so the runs it claimed before can be found
+        (and re-attached) by its id.
+        """
         config_id = data.get("agent_config_id")
         stamp = now()
         values = {
-            "id": str(uuid.uuid4()),
-            "tenant_id": tenant_id,
             "name": data.get("name") or "agent",
             "backend": data.get("backend") or "",
             "labels": sorted(set(data.get("labels") or [])),
             "agent_config_id": config_id,
-            "created": stamp,
             "last_heartbeat": stamp,
         }
         with self._write() as conn:
             if config_id:
                 self._agent_config_row(conn, tenant_id, config_id)
-            conn.execute(t.agents.insert().values(**values))
-        return self._agent_dict(values)
+            cond = (t.agents.c.tenant_id == tenant_id) & (t.agents.c.name == values["name"])
+            row = conn.execute(sa.select(t.agents).where(cond)).mappings().first()
+            if row is None:
+                values.update(id=str(uuid.uuid4()), tenant_id=tenant_id, created=stamp)
+                conn.execute(t.agents.insert().values(**values))
+                return self._agent_dict(values)
+            conn.execute(t.agents.update().where(t.agents.c.id == row["id"]).values(**values))
+            return self._agent_dict({**row, **values})
 
     def heartbeat(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
         """Record that the agent is alive; answer with its runs that were asked to cancel."""

@@ -1,0 +1,1 @@
+"""The agent engine: the poll loop, deployment, monitoring, heartbeat and health API."""

@@ -1,0 +1,573 @@
+"""The agent: start-up, the poll loop, claiming and deploying runs, heartbeat and shutdown.
+
+It keeps the behaviours of Prefect 1.x's ``Agent`` (see ``docs/engine.md``), with each
+platform-specific step delegated to the pluggy hooks in :mod:`agent_core.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import pendulum
+import pluggy
+from marshmallow import Schema, ValidationError
+
+from agent_core import __version__
+from agent_core.client import APIClient
+from agent_core.engine.backoff import Backoff
+from agent_core.engine.clock import Clock, SystemClock
+from agent_core.engine.health import start_health_server
+from agent_core.engine.hooks import call_each
+from agent_core.engine.monitor import Monitor
+from agent_core.engine.pool import DeployPool
+from agent_core.engine.runlogs import RunLogShipper
+from agent_core.engine.settings import AgentSettings
+from agent_core.errors import (
+    AgentError,
+    APIUnavailable,
+    AuthError,
+    ConfigError,
+    DeploymentError,
+    IllegalTransition,
+    NotFound,
+    StartupError,
+    StateUpdateConflict,
+)
+from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
+from agent_core.runconfig import resolve_run_config
+from agent_core.server.serve import RunningServer
+from agent_core.states import State
+
+FAR_FUTURE_DAYS = 365 * 100
+MAX_API_WAIT = 10.0
+
+
+class Agent:
+    """One running agent. Plugins receive it as the ``agent`` hook argument.
+
+    What plugins may use: ``id``, ``name``, ``backend``, ``labels``, ``env``, ``settings``
+    (:class:`AgentSettings`), ``backend_settings`` (loaded through ``settings_schema``),
+    ``client``, ``logger``, ``api_url``, ``api_key``, :meth:`write_run_log`,
+    :meth:`flow_run_env`, :meth:`set_problem` / :meth:`clear_problem` and :meth:`plugin_state`.
+    """
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        client: APIClient,
+        pm: pluggy.PluginManager,
+        *,
+        clock: Clock | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.pm = pm
+        self.clock: Clock = clock or SystemClock()
+        self.logger = logger or logging.getLogger(f"agent.{settings.name}")
+        self.id: str = ""
+        self.backend = settings.backend
+        self.name = settings.name
+        self.labels = sorted(set(settings.labels))
+        self.env = dict(settings.env)
+        self.api_url = settings.api_url or client.url
+        self.api_key = settings.api_key
+        self.backend_settings: Any = {}
+        self.run_config_schema: Schema | None = None
+
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
+        self._problems: dict[str, str] = {}
+        self._plugin_state: dict[str, dict[str, Any]] = {}
+        self._last_poll_attempt: float | None = None
+        self._last_poll_success: float | None = None
+        self._last_poll_success_time: pendulum.DateTime | None = None
+        self._api_failing_since: float | None = None
+        self._api_last_error = ""
+        self._started_plugins = False
+        self.polls = 0
+
+        self.pool = DeployPool(settings.workers)
+        self.monitor = Monitor(self)
+        self.run_logs = RunLogShipper(client, settings.name)
+        self._heartbeat_thread: threading.Thread | None = None
+        self._health_server: RunningServer | None = None
+
+    # --- the public surface for plugins ---------------------------------------------------
+
+    def write_run_log(self, flow_run: FlowRun | str, message: str, level: str = "INFO") -> None:
+        """Append to a run's logs (batched, sent in the background)."""
+        run_id = flow_run if isinstance(flow_run, str) else flow_run.id
+        self.run_logs.write(run_id, message, level)
+
+    def flow_run_env(self, flow_run: FlowRun, run_config_env: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a workload: agent env, then run-config env, then the run's own variables."""
+        env = {**self.env, **(run_config_env or {})}
+        env.update(
+            AGENT_FLOW_RUN_ID=flow_run.id,
+            AGENT_FLOW_RUN_ATTEMPT=str(flow_run.attempt),
+            AGENT_FLOW_RUN_PARAMETERS=json.dumps(flow_run.parameters),
+            AGENT_FLOW_ID=flow_run.flow_id,
+            AGENT_FLOW_NAME=flow_run.flow_name,
+            AGENT_API_URL=self.api_url,
+        )
+        if self.api_key:
+            env["AGENT_API_KEY"] = self.api_key
+        return env
+
+    def set_problem(self, name: str, message: str) -> None:
+        """Make the health endpoint answer 503 with ``message`` until :meth:`clear_problem`."""
+        if self._problems.get(name) != message:
+            self.logger.warning("%s: %s", name, message)
+        self._problems[name] = message
+
+    def clear_problem(self, name: str) -> None:
+        if self._problems.pop(name, None) is not None:
+            self.logger.info("%s: resolved", name)
+
+    def plugin_state(self, name: str) -> dict[str, Any]:
+        """A dict a plugin may keep per-agent state in (instead of module globals)."""
+        return self._plugin_state.setdefault(name, {})
+
+    def poke(self) -> None:
+        """Wake the poll loop now."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop polling and shut down gracefully (what SIGTERM does)."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def is_in_flight(self, run_id: str) -> bool:
+        with self._in_flight_lock:
+            return run_id in self._in_flight
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run until stopped, ``--max-polls`` is reached or (``--until-idle``) no work is left."""
+        restore = self._install_signal_handlers()
+        try:
+            self.load_backend_contract()
+            self.connect()
+            if self.stopping:
+                return
+            self.pm.hook.on_startup(agent=self)
+            self._started_plugins = True
+            self._preflight_warnings()
+            self._banner()
+            self.run_logs.start()
+            self.reconcile()
+            self.monitor.start()
+            self._start_heartbeat()
+            if self.settings.agent_address:
+                self._health_server = start_health_server(self, self.settings.agent_address)
+                self.logger.info("Health API on %s (/api/health, /api/poke)", self._health_server.url)
+            self.poll_loop()
+        finally:
+            self.shutdown()
+            restore()
+
+    def load_backend_contract(self) -> None:
+        """Validate the backend's settings and fetch its run-config schema (before connecting)."""
+        impls = [impl.plugin_name for impl in self.pm.hook.deploy_flow.get_hookimpls()]
+        if not impls:
+            raise StartupError(f"backend {self.backend!r} does not implement deploy_flow: it cannot deploy runs")
+        schema = self.pm.hook.settings_schema()
+        raw = self.settings.backend_settings
+        if schema is None:
+            if raw:
+                raise ConfigError(f"backend {self.backend!r} takes no settings, but got {', '.join(sorted(raw))}")
+            self.backend_settings = {}
+        else:
+            try:
+                self.backend_settings = schema.load(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{key}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                    for key, msgs in exc.normalized_messages().items()
+                )
+                raise ConfigError(
+                    f"invalid settings for backend {self.backend!r}: {problems} "
+                    f"(set them in [backends.{self.backend}], AGENT__BACKENDS__{self.backend.upper()}__KEY "
+                    "or --set KEY=VALUE)"
+                ) from None
+        self.run_config_schema = self.pm.hook.run_config_schema()
+
+    def connect(self) -> None:
+        """Verify the API and the key, pull the agent config, register; waits out an absent API."""
+        delay = Backoff()
+        while not self.stopping:
+            try:
+                self.client.hello()
+                break
+            except APIUnavailable as exc:
+                wait = max(delay.next_delay(False), 1.0)
+                self.logger.warning("API at %s unreachable (%s); retrying in %.0fs", self.client.url, exc.detail, wait)
+                self.clock.wait(self._stopping, wait)
+        if self.stopping:
+            return
+        try:
+            info = self.client.auth_info()
+        except AuthError as exc:
+            raise StartupError(f"the API refused the agent's key: {exc}. Pass a runner key with --key") from None
+        if info["role"] not in ("runner", "admin"):
+            raise StartupError(
+                f"the key has role {info['role']!r}; an agent needs a 'runner' key "
+                "(create one with 'agent keys create --role runner')"
+            )
+        if self.settings.agent_config_id:
+            self._apply_agent_config(self.settings.agent_config_id)
+        agent = self.client.register_agent(
+            name=self.name,
+            backend=self.backend,
+            labels=self.labels,
+            agent_config_id=self.settings.agent_config_id or None,
+        )
+        self.id = agent["id"]
+        self.client.set_agent_id(self.id)
+        # The seed's "test query": a queue read proves the role can poll.
+        self.client.get_queue(self.labels, self.clock.now(), limit=1)
+
+    def _apply_agent_config(self, config_id: str) -> None:
+        try:
+            config = self.client.get_agent_config(config_id)
+        except NotFound:
+            raise StartupError(f"agent config {config_id!r} does not exist on the API") from None
+        settings = config["settings"]
+        if "labels" in settings:
+            self.labels = sorted(set(settings["labels"]))
+        if "env" in settings:
+            self.env = {**self.env, **settings["env"]}
+        self.logger.info("Applied agent config %s (%s)", config["name"], config_id)
+
+    def _preflight_warnings(self) -> None:
+        for result in self.preflight():
+            if not result.ok:
+                self.logger.warning("preflight %s failed: %s", result.name, result.detail)
+
+    def preflight(self) -> list[CheckResult]:
+        results: list[CheckResult] = []
+        for batch in call_each(self.pm, "preflight", agent=self):
+            results.extend(batch)
+        return results
+
+    def _banner(self) -> None:
+        labels = ", ".join(self.labels) or "(none: only unlabelled runs)"
+        where = "embedded API" if self.client.embedded else self.client.url
+        self.logger.info(
+            "agent %s %s (id %s) started: backend %s, labels %s, API %s, %d deploy workers",
+            __version__,
+            self.name,
+            self.id,
+            self.backend,
+            labels,
+            where,
+            self.pool.workers,
+        )
+        self.logger.info("Waiting for flow runs...")
+
+    def reconcile(self) -> None:
+        """Re-attach to the workloads of runs this agent deployed before a restart."""
+        try:
+            mine = self.client.list_flow_runs(
+                agent_id=self.id,
+                states=[State.SUBMITTED.value, State.RUNNING.value, State.CANCELLING.value],
+            )
+        except APIUnavailable as exc:
+            self.logger.warning("could not look for runs to re-attach: %s", exc)
+            return
+        runs = {r["id"]: FlowRun.from_api(r) for r in mine}
+        live: list[LiveDeployment] = self.pm.hook.list_deployments(agent=self) or []
+        attached: set[str] = set()
+        for item in live:
+            run = runs.get(item.flow_run_id)
+            if run is not None and run.attempt == item.attempt:
+                self.monitor.track(run, item.deployment)
+                attached.add(run.id)
+        for run in runs.values():
+            if run.id in attached:
+                continue
+            if run.deployment:
+                self.monitor.track(run, Deployment.from_dict(run.deployment))
+                attached.add(run.id)
+            else:
+                self.set_final_state(
+                    run,
+                    State.FAILED,
+                    "The agent stopped after claiming this run and before recording a deployment",
+                )
+        if attached:
+            self.logger.info("Re-attached to %d running deployment(s)", len(attached))
+            for run_id in attached:
+                self.write_run_log(run_id, f"Agent {self.name} restarted and re-attached to this run")
+
+    def _start_heartbeat(self) -> None:
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat_thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stopping:
+            self.heartbeat_once()
+            self.clock.wait(self._stopping, self.settings.heartbeat_period)
+
+    def heartbeat_once(self) -> None:
+        try:
+            answer = self.client.agent_heartbeat(self.id)
+        except APIUnavailable as exc:
+            self.logger.debug("API heartbeat failed: %s", exc)
+        except Exception:
+            self.logger.exception("API heartbeat failed")
+        else:
+            for data in answer.get("cancelling", []):
+                self.monitor.request_cancel(FlowRun.from_api(data))
+        call_each(self.pm, "heartbeat", agent=self)
+
+    # --- the poll loop --------------------------------------------------------------------
+
+    def poll_loop(self) -> None:
+        backoff = Backoff()
+        remaining = self.settings.max_polls
+        while not self.stopping and (remaining is None or remaining > 0):
+            self._wake.clear()
+            found = self.poll_once()
+            if remaining is not None:
+                remaining -= 1
+            if not found and self.settings.until_idle and self._idle():
+                self.logger.info("No work left: stopping (--until-idle)")
+                break
+            delay = backoff.next_delay(found)
+            if delay:
+                self.logger.debug("Next poll in %.2fs", delay)
+                self.clock.wait(self._wake, delay)
+
+    def poll_once(self) -> bool:
+        """Ask for ready runs and submit the new ones; True if any was submitted."""
+        self.polls += 1
+        self._last_poll_attempt = self.clock.monotonic()
+        before = self.clock.now().add(seconds=self.settings.prefetch_seconds)
+        try:
+            items = self.client.get_queue(self.labels, before, limit=max(self.pool.workers * 2, 10))
+        except APIUnavailable as exc:
+            self._note_api_failure(exc)
+            return False
+        except AgentError as exc:
+            self.logger.error("Failed to query for ready flow runs: %s", exc)
+            return False
+        self._note_api_success()
+        runs = [FlowRun.from_api(item) for item in items]
+        with self._in_flight_lock:
+            new = [run for run in runs if run.id not in self._in_flight]
+            self._in_flight.update(run.id for run in new)
+        skipped = len(runs) - len(new)
+        if new:
+            self.logger.info("Found %d flow run(s) to submit for execution.", len(new))
+        if skipped:
+            self.logger.debug("%d run(s) already being submitted", skipped)
+        for run in new:
+            self.pool.submit(self._deploy, run)
+        return bool(new)
+
+    def _idle(self) -> bool:
+        if self.pool.pending or self.monitor.count:
+            return False
+        try:
+            upcoming = self.client.get_queue(self.labels, self.clock.now().add(days=FAR_FUTURE_DAYS), limit=1)
+        except AgentError:
+            return False
+        return not upcoming
+
+    def _note_api_success(self) -> None:
+        if self._api_failing_since is not None:
+            down = self.clock.monotonic() - self._api_failing_since
+            self.logger.info("API reachable again after %.0fs", down)
+        self._api_failing_since = None
+        self._last_poll_success = self.clock.monotonic()
+        self._last_poll_success_time = self.clock.now()
+
+    def _note_api_failure(self, exc: APIUnavailable) -> None:
+        now = self.clock.monotonic()
+        if self._api_failing_since is None:
+            self._api_failing_since = now
+        self._api_last_error = str(exc)
+        since = f"{now - self._last_poll_success:.0f} s ago" if self._last_poll_success is not None else "never"
+        self.logger.warning("API unavailable (%s); last success %s; backing off", exc, since)
+
+    # --- deploying one run ----------------------------------------------------------------
+
+    def _deploy(self, run: FlowRun) -> None:
+        try:
+            delay = (run.scheduled_start_time - self.clock.now()).total_seconds()
+            if delay > 0:
+                self.logger.debug("Waiting %.2fs to deploy flow run %s on time", delay, run.id)
+                if self.clock.wait(self._stopping, delay):
+                    return  # stopping: leave it Scheduled for another agent
+            if self.stopping:
+                return
+            claimed = self.claim(run)
+            if claimed is not None:
+                self.deploy_claimed(claimed)
+        except Exception:
+            self.logger.exception("Unexpected error while deploying flow run %s", run.id)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(run.id)
+
+    def claim(self, run: FlowRun) -> FlowRun | None:
+        """Scheduled -> Submitted with the version read. None if another agent won (silently)."""
+        try:
+            data = self.client.set_flow_run_state(
+                run.id, version=run.version, state=State.SUBMITTED.value, message=f"Submitted by agent {self.name}"
+            )
+        except (StateUpdateConflict, IllegalTransition, NotFound) as exc:
+            self.logger.debug("Flow run %s not claimed: %s", run.id, exc)
+            return None
+        except APIUnavailable:
+            return self._claim_outcome(run)
+        return FlowRun.from_api(data)
+
+    def _claim_outcome(self, run: FlowRun) -> FlowRun | None:
+        """The claim's answer was lost: read the run back to learn whether it is ours."""
+        backoff = Backoff()
+        while not self.stopping:
+            try:
+                current = FlowRun.from_api(self.client.get_flow_run(run.id))
+            except APIUnavailable:
+                self.clock.wait(self._stopping, min(backoff.next_delay(False), MAX_API_WAIT))
+                continue
+            ours = (
+                current.state == State.SUBMITTED and current.agent_id == self.id and current.version == run.version + 1
+            )
+            return current if ours else None
+        return None
+
+    def deploy_claimed(self, run: FlowRun) -> None:
+        self.logger.info("Deploying flow run %s (%s)", run.id, run.flow_name)
+        try:
+            run_config = resolve_run_config(run.run_config, self.backend, self.run_config_schema)
+            result = self.pm.hook.deploy_flow(flow_run=run, run_config=run_config, agent=self)
+            if result is None:
+                raise DeploymentError(f"backend {self.backend!r} returned nothing from deploy_flow")
+            deployment = result if isinstance(result, Deployment) else Deployment(self.backend, "", str(result))
+        except Exception as exc:
+            message = str(exc) or exc.__class__.__name__
+            self.logger.error(
+                "Deployment of flow run %s failed: %s", run.id, message, exc_info=not isinstance(exc, AgentError)
+            )
+            self.write_run_log(run.id, message, "ERROR")
+            self.set_final_state(run, State.FAILED, message)
+            return
+        if deployment.platform_id:
+            try:
+                self.client.set_deployment(run.id, deployment.to_dict())
+            except AgentError as exc:
+                self.logger.warning("Could not record the deployment of run %s: %s", run.id, exc)
+        run.deployment = deployment.to_dict()
+        self.logger.info("Completed deployment of flow run %s", run.id)
+        self.write_run_log(run.id, f"Submitted for execution: {deployment}")
+        self.monitor.track(run, deployment)
+
+    def set_final_state(self, run: FlowRun, state: State, message: str) -> bool:
+        """Move ``run`` to ``state``, re-reading it on a conflict. True once nothing is left to do."""
+        for _ in range(5):
+            try:
+                data = self.client.set_flow_run_state(run.id, version=run.version, state=state.value, message=message)
+            except StateUpdateConflict:
+                try:
+                    fresh = FlowRun.from_api(self.client.get_flow_run(run.id))
+                except (APIUnavailable, NotFound):
+                    return False
+                if fresh.state.is_final or fresh.attempt != run.attempt:
+                    return True
+                run.version, run.state = fresh.version, fresh.state
+                continue
+            except IllegalTransition as exc:
+                self.logger.debug("Run %s: %s", run.id, exc)
+                return True
+            except NotFound:
+                return True
+            except APIUnavailable as exc:
+                self.logger.warning("Could not mark run %s %s (%s); will retry", run.id, state.value, exc)
+                return False
+            updated = FlowRun.from_api(data)
+            run.version, run.state = updated.version, updated.state
+            return True
+        return False
+
+    # --- health and shutdown --------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        problems = dict(self._problems)
+        threshold = self.settings.stall_threshold
+        if self._last_poll_attempt is not None and now - self._last_poll_attempt > threshold + 10:
+            problems["poll"] = f"the poll loop has not run for {now - self._last_poll_attempt:.0f}s"
+        if self._api_failing_since is not None and now - self._api_failing_since > threshold:
+            problems["api"] = (
+                f"the API has been unreachable for {now - self._api_failing_since:.0f}s: {self._api_last_error}"
+            )
+        return {
+            "status": "unhealthy" if problems else "ok",
+            "agent_id": self.id,
+            "name": self.name,
+            "backend": self.backend,
+            "labels": self.labels,
+            "last_successful_poll": self._last_poll_success_time.isoformat() if self._last_poll_success_time else None,
+            "in_flight": self.pool.pending,
+            "monitored": self.monitor.count,
+            "problems": problems,
+        }
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if not self.pool.drain(self.settings.drain_timeout):
+            self.logger.error(
+                "%d deployment(s) still running after the %.0fs drain timeout",
+                self.pool.pending,
+                self.settings.drain_timeout,
+            )
+        self.monitor.stop()
+        if self._started_plugins:
+            call_each(self.pm, "on_shutdown", agent=self)
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout=5)
+        self.run_logs.stop()
+        if self._health_server is not None:
+            self._health_server.stop()
+        self.logger.info("Agent %s stopped", self.name)
+
+    def _install_signal_handlers(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            if self.stopping:
+                self.logger.warning("Second %s: exiting now", signal.Signals(signum).name)
+                os._exit(128 + signum)
+            self.logger.info(
+                "%s received: no new claims; draining deployments (up to %.0fs, signal again to exit now)",
+                signal.Signals(signum).name,
+                self.settings.drain_timeout,
+            )
+            self.stop()
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore

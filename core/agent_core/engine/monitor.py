@@ -1,0 +1,224 @@
+"""The monitor thread: turns backend status into run states, and stops cancelled runs.
+
+Every ``monitor_interval`` it asks ``check_deployment`` about each run this agent deployed:
+running marks the run Running, an exit marks it Success or Failed (code, reason and output
+tail), a vanished workload marks it Failed. Runs asked to cancel (state Cancelling) are
+stopped through ``cancel_deployment`` on a thread of their own, then marked Cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agent_core.errors import APIUnavailable, IllegalTransition, NotFound, StateUpdateConflict
+from agent_core.models import Deployment, DeploymentStatus, FlowRun
+from agent_core.states import State
+
+if TYPE_CHECKING:
+    from agent_core.engine.agent import Agent
+
+log = logging.getLogger(__name__)
+
+OUTPUT_TAIL_LINES = 20
+
+
+@dataclass
+class Tracked:
+    run: FlowRun
+    deployment: Deployment
+    cancelling: bool = False
+    cancel_thread: threading.Thread | None = None
+
+
+class Monitor:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self._tracked: dict[str, Tracked] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self._warned_no_check = False
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def track(self, run: FlowRun, deployment: Deployment) -> None:
+        with self._lock:
+            self._tracked[run.id] = Tracked(run, deployment)
+
+    def untrack(self, run_id: str) -> None:
+        with self._lock:
+            self._tracked.pop(run_id, None)
+
+    def is_tracked(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._tracked
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._tracked)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("monitor round failed; trying again")
+            self.agent.clock.wait(self._stop, self.agent.settings.monitor_interval)
+
+    def tick(self) -> None:
+        with self._lock:
+            tracked = list(self._tracked.values())
+        if not tracked:
+            return
+        self._notice_cancellations()
+        for item in tracked:
+            if self._stop.is_set():
+                return
+            if not item.cancelling or item.cancel_thread is None:
+                self._check(item)
+
+    def _notice_cancellations(self) -> None:
+        try:
+            runs = self.agent.client.list_flow_runs(agent_id=self.agent.id, states=[State.CANCELLING.value])
+        except APIUnavailable:
+            return
+        for data in runs:
+            self.request_cancel(FlowRun.from_api(data))
+
+    def request_cancel(self, run: FlowRun) -> None:
+        """Stop the workload of ``run`` (now Cancelling); untracked runs are marked Cancelled."""
+        with self._lock:
+            item = self._tracked.get(run.id)
+            if item is None:
+                pass
+            elif item.cancel_thread is not None:
+                return
+            else:
+                item.run = run
+                item.cancelling = True
+                item.cancel_thread = threading.Thread(
+                    target=self._cancel, args=(item,), name=f"cancel-{run.id[:8]}", daemon=True
+                )
+                item.cancel_thread.start()
+                return
+        if not self.agent.is_in_flight(run.id):
+            # Nothing of ours runs for it (the deploy failed or never happened).
+            self.agent.set_final_state(run, State.CANCELLED, "Cancelled (no workload was running)")
+
+    def _cancel(self, item: Tracked) -> None:
+        run, grace = item.run, self.agent.settings.cancel_grace_seconds
+        self.agent.write_run_log(run.id, f"Cancelling: stopping {item.deployment} (grace {grace:g}s)")
+        try:
+            stopped = self.agent.pm.hook.cancel_deployment(
+                flow_run=run, deployment=item.deployment, agent=self.agent, grace_seconds=grace
+            )
+        except Exception as exc:
+            log.exception("cancel_deployment failed for run %s", run.id)
+            self.agent.write_run_log(run.id, f"Could not stop the workload: {exc}", "ERROR")
+            stopped = False
+        if stopped is None:
+            self.agent.write_run_log(
+                run.id, f"Backend {self.agent.backend!r} cannot stop workloads; it may still be running", "WARNING"
+            )
+        elif not stopped:
+            with self._lock:
+                item.cancel_thread = None  # try again next round
+            return
+        if self.agent.set_final_state(item.run, State.CANCELLED, "Cancelled"):
+            self.untrack(run.id)
+
+    def _check(self, item: Tracked) -> None:
+        run = item.run
+        try:
+            status = self.agent.pm.hook.check_deployment(flow_run=run, deployment=item.deployment, agent=self.agent)
+        except Exception:
+            log.exception("check_deployment failed for run %s; trying again", run.id)
+            return
+        if status is None:
+            if not self._warned_no_check:
+                log.warning(
+                    "backend %r has no check_deployment: final states are left to the workloads", self.agent.backend
+                )
+                self._warned_no_check = True
+            self.untrack(run.id)
+            return
+        self.handle_status(item, status)
+
+    def handle_status(self, item: Tracked, status: DeploymentStatus) -> None:
+        run = item.run
+        if status.kind == "pending":
+            return
+        if status.kind == "running":
+            if run.state == State.SUBMITTED:
+                self._set_running(item)
+            return
+        if item.cancelling:
+            done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")
+        elif status.kind == "exited" and status.exit_code == 0:
+            done = self.agent.set_final_state(run, State.SUCCESS, "Exited with code 0")
+        elif status.kind == "exited":
+            message = f"Exited with code {status.exit_code}"
+            if status.reason:
+                message += f" ({status.reason})"
+            done = self._fail(item, message)
+        else:
+            reason = status.reason or "it is no longer on the platform"
+            done = self._fail(item, f"The workload disappeared: {reason}")
+        if done:
+            self.untrack(run.id)
+
+    def _fail(self, item: Tracked, message: str) -> bool:
+        tail = self._output_tail(item)
+        full = message
+        if tail:
+            full += f"\nLast {len(tail)} lines of output:\n" + "\n".join(tail)
+        self.agent.write_run_log(item.run.id, full, "ERROR")
+        return self.agent.set_final_state(item.run, State.FAILED, full)
+
+    def _output_tail(self, item: Tracked) -> list[str]:
+        try:
+            lines = self.agent.pm.hook.deployment_logs(
+                flow_run=item.run, deployment=item.deployment, agent=self.agent, tail=OUTPUT_TAIL_LINES
+            )
+        except Exception:
+            log.exception("deployment_logs failed for run %s", item.run.id)
+            return []
+        return list(lines or [])[-OUTPUT_TAIL_LINES:]
+
+    def _set_running(self, item: Tracked) -> None:
+        try:
+            data = self.agent.client.set_flow_run_state(
+                item.run.id, version=item.run.version, state=State.RUNNING.value, message="Running"
+            )
+        except (StateUpdateConflict, IllegalTransition):
+            self._refresh(item)
+            return
+        except APIUnavailable:
+            return
+        item.run = FlowRun.from_api(data)
+
+    def _refresh(self, item: Tracked) -> None:
+        try:
+            item.run = FlowRun.from_api(self.agent.client.get_flow_run(item.run.id))
+        except NotFound:
+            self.untrack(item.run.id)
+            return
+        except APIUnavailable:
+            return
+        if item.run.state.is_final:
+            self.untrack(item.run.id)
+        elif item.run.state == State.CANCELLING:
+            self.request_cancel(item.run)

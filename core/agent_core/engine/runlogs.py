@@ -1,0 +1,96 @@
+"""Shipping run logs to the API in batches from a background thread.
+
+Backends write a line at a time; sending each as its own request would cost a round trip per
+line. Entries are queued and flushed every ``interval`` or ``batch`` entries. If the API is
+away the entries are kept (bounded) and sent when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+import pendulum
+
+from agent_core.client import APIClient
+from agent_core.errors import APIUnavailable, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class RunLogShipper:
+    def __init__(self, client: APIClient, name: str, *, interval: float = 0.5, max_buffer: int = 100_000) -> None:
+        self.client = client
+        self.name = name
+        self.interval = interval
+        self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="run-logs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def write(self, flow_run_id: str, message: str, level: str = "INFO") -> None:
+        entry = {
+            "flow_run_id": flow_run_id,
+            "message": message,
+            "level": level,
+            "name": self.name,
+            "timestamp": pendulum.now("UTC").isoformat(),
+        }
+        with self._lock:
+            self._buffer.append(entry)
+            self._idle.clear()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Ask for a flush now and wait until the buffer is empty; False on timeout."""
+        self._wake.set()
+        return self._idle.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self._send()
+
+    def _send(self) -> None:
+        while True:
+            with self._lock:
+                batch = list(self._buffer)[:1000]
+            if not batch:
+                self._idle.set()
+                return
+            try:
+                self.client.write_logs(batch)
+            except NotFound:
+                # A run was deleted or belongs elsewhere: send the others one run at a time.
+                self._drop_unknown_runs(batch)
+            except APIUnavailable as exc:
+                log.debug("run logs kept until the API returns: %s", exc)
+                return
+            except Exception:
+                log.exception("dropping %d run log entries the API refused", len(batch))
+            with self._lock:
+                for _ in range(len(batch)):
+                    if self._buffer:
+                        self._buffer.popleft()
+
+    def _drop_unknown_runs(self, batch: list[dict[str, Any]]) -> None:
+        for run_id in {e["flow_run_id"] for e in batch}:
+            entries = [e for e in batch if e["flow_run_id"] == run_id]
+            try:
+                self.client.write_logs(entries)
+            except NotFound:
+                log.warning("dropping %d log entries of unknown run %s", len(entries), run_id)

@@ -1,0 +1,56 @@
+"""The agent's settings, from the ``[agent]`` section of the configuration and ``agent start`` flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def default_workers() -> int:
+    # The seed's choice (Python 3.8's ThreadPoolExecutor default), for stable results.
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+@dataclass
+class AgentSettings:
+    backend: str
+    name: str = field(default_factory=socket.gethostname)
+    labels: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    agent_config_id: str = ""
+    agent_address: str = ""
+    max_polls: int | None = None
+    until_idle: bool = False
+    heartbeat_period: float = 30.0
+    monitor_interval: float = 1.0
+    prefetch_seconds: float = 10.0
+    max_workers: int = 0
+    drain_timeout: float = 30.0
+    cancel_grace_seconds: float = 10.0
+    stall_threshold: float = 60.0
+    backend_settings: dict[str, Any] = field(default_factory=dict)
+    # What workloads are told (AGENT_API_URL / AGENT_API_KEY): the API the agent itself uses.
+    api_url: str = ""
+    api_key: str = ""
+
+    @property
+    def workers(self) -> int:
+        return self.max_workers or default_workers()
+
+    @classmethod
+    def from_config(cls, config: Any, backend: str, **overrides: Any) -> AgentSettings:
+        section = dict(config.section("agent"))
+        section.pop("disable_plugins", None)
+        if section.get("name") in ("", "agent"):
+            section.pop("name")  # the hostname, unless the operator chose a name
+        values: dict[str, Any] = {
+            **section,
+            "backend": backend,
+            "backend_settings": config.backend_settings(backend),
+            "api_url": config.section("api")["url"],
+            "api_key": config.section("api")["key"],
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from agent_core import __version__
-from agent_core.cli import agents, config_cmd, flows, keys, runs, server
+from agent_core.cli import agent_cmds, agents, config_cmd, flows, keys, runs, server
 from agent_core.cli.context import CLIState
 from agent_core.cli.output import err_console
 from agent_core.errors import AgentError, APIUnavailable, AuthError
@@ -58,16 +58,7 @@ def root(
     ctx.obj = CLIState(config_file=config, overrides={"api.url": api, "api.key": key, "server.db": db})
 
 
-def _register_optional_groups() -> None:
-    # The agent-side commands arrive with the engine; keep the CLI importable without them.
-    try:
-        from agent_core.cli import agent_cmds
-    except ImportError:
-        return
-    agent_cmds.register(app)
-
-
-_register_optional_groups()
+agent_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

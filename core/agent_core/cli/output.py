@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=False)
+# Piped output is not cut at 80 columns; a terminal gets its own width.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATE_STYLES = {

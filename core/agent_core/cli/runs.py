@@ -132,7 +132,8 @@ def show(
         console.print(f"[bold]{key:>11}[/]  {value}")
     console.print("\n[bold]history[/]")
     for entry in history:
-        console.print(f"  {local_time(entry['timestamp'])}  {styled_state(entry['type']):<24} {entry['message']}")
+        padding = " " * max(1, 12 - len(entry["type"]))
+        console.print(f"  {local_time(entry['timestamp'])}  {styled_state(entry['type'])}{padding}{entry['message']}")
 
 
 def _print_logs(items: list[dict[str, Any]], output: Format) -> None:

@@ -161,9 +161,10 @@ class Monitor:
         run = item.run
         if status.kind == "pending":
             return
+        if run.state == State.SUBMITTED:
+            # Also for a workload that already exited: the history shows it ran.
+            self._set_running(item)
         if status.kind == "running":
-            if run.state == State.SUBMITTED:
-                self._set_running(item)
             return
         if item.cancelling:
             done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")

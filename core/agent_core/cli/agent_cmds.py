@@ -1,0 +1,183 @@
+"""``agent start``, ``agent plugins list`` and ``agent doctor``: the agent-side commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from agent_core.cli.context import state
+from agent_core.cli.output import Format, OutputOption, console, emit_json, table
+from agent_core.cli.parsing import key_values
+from agent_core.client import APIClient
+from agent_core.engine.agent import Agent
+from agent_core.engine.settings import AgentSettings
+from agent_core.plugins import describe_installed, get_plugin_manager
+from agent_core.server.serve import RunningServer, start_in_thread
+
+plugins_app = typer.Typer(help="Discovered backends and extensions.", no_args_is_help=True)
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("urllib3", "waitress"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def start(
+    ctx: typer.Context,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="deployment backend (agent plugins list)")],
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="label (repeatable)")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V for every run (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="backend setting K=V (repeatable)")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="agent name [default: hostname]")] = None,
+    max_polls: Annotated[int | None, typer.Option("--max-polls", min=1, help="stop after this many polls")] = None,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="stop once no run is scheduled, in flight or running")
+    ] = False,
+    agent_address: Annotated[
+        str | None, typer.Option("--agent-address", help="serve /api/health and /api/poke, e.g. http://127.0.0.1:8080")
+    ] = None,
+    agent_config_id: Annotated[str | None, typer.Option("--agent-config-id", help="server-side agent config")] = None,
+    api: Annotated[str | None, typer.Option("--api", help="API URL [default: embedded SQLite API]")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="runner API key")] = None,
+    drain_timeout: Annotated[float | None, typer.Option(min=0, help="seconds to finish deploys on SIGTERM")] = None,
+    disable_plugin: Annotated[list[str] | None, typer.Option("--disable-plugin", help="extension to skip")] = None,
+    import_path: Annotated[
+        list[str] | None, typer.Option("--import-path", help="local backend: prepend to PYTHONPATH (repeatable)")
+    ] = None,
+    show_flow_logs: Annotated[
+        bool, typer.Option("--show-flow-logs", help="local backend: echo run output to this log")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    """Start an agent: poll for flow runs and deploy them with BACKEND."""
+    _configure_logging(verbose)
+    cli = state(ctx)
+    config = cli.config
+    for dotted, value in (("api.url", api), ("api.key", key)):
+        if value is not None:
+            config.set(dotted, value, "flag")
+    if label:
+        config.set("agent.labels", label, "flag")
+    settings_overrides = dict(key_values(set_, "--set"))
+    if import_path:
+        settings_overrides["import_paths"] = list(import_path)  # type: ignore[assignment]
+    if show_flow_logs:
+        settings_overrides["show_flow_logs"] = True  # type: ignore[assignment]
+    for setting, value in settings_overrides.items():
+        config.set(f"backends.{backend}.{setting}", value, "flag")
+    disabled = [*config.section("agent")["disable_plugins"], *(disable_plugin or [])]
+    pm = get_plugin_manager(backend, disabled=disabled)
+
+    embedded: RunningServer | None = None
+    if config.section("api")["url"]:
+        client = APIClient(
+            config.section("api")["url"], config.section("api")["key"], timeout=config.section("api")["timeout"]
+        )
+    else:
+        # Workloads need a URL they can reach, so the embedded API is served on loopback.
+        from agent_core.server.serve import open_store
+
+        embedded = start_in_thread(open_store(config.db_url))
+        client = APIClient(embedded.url, config.section("api")["key"], timeout=config.section("api")["timeout"])
+        logging.getLogger("agent").info("Embedded API on %s (database %s)", embedded.url, config.db_url)
+    settings = AgentSettings.from_config(
+        config,
+        backend,
+        name=name,
+        env={**config.section("agent")["env"], **key_values(env, "--env")},
+        max_polls=max_polls,
+        until_idle=until_idle,
+        agent_address=agent_address,
+        agent_config_id=agent_config_id,
+        drain_timeout=drain_timeout,
+        api_url=client.url,
+    )
+    agent = Agent(settings, client, pm)
+    try:
+        agent.start()
+    finally:
+        client.close()
+        if embedded is not None:
+            embedded.stop()
+
+
+@plugins_app.command("list")
+def plugins_list(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """Every discovered backend and extension: distribution, version and hooks."""
+    disabled = state(ctx).config.section("agent")["disable_plugins"]
+    infos = describe_installed(disabled)
+    if output == Format.json:
+        emit_json([info.__dict__ for info in infos])
+        return
+    table(
+        [info.__dict__ for info in infos],
+        [
+            ("NAME", lambda i: i["name"]),
+            ("KIND", lambda i: i["kind"]),
+            ("DISTRIBUTION", lambda i: i["distribution"]),
+            ("VERSION", lambda i: i["version"]),
+            ("STATUS", lambda i: i["status"]),
+            ("HOOKS", lambda i: ", ".join(i["hooks"])),
+        ],
+        output,
+        empty="no plugins installed: pip install agent-plugin-local",
+    )
+
+
+def doctor(
+    ctx: typer.Context,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="backend to check")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="backend setting K=V (repeatable)")] = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """Check the API connection and the backend's preflight checks; exit 1 if any fails."""
+    from agent_core.models import CheckResult
+
+    cli = state(ctx)
+    config = cli.config
+    for setting, value in key_values(set_, "--set").items():
+        config.set(f"backends.{backend}.{setting}", value, "flag")
+    results: list[CheckResult] = []
+    try:
+        hello = cli.client.hello()
+        results.append(CheckResult("API reachable", True, f"{cli.client.url} ({hello['name']} {hello['version']})"))
+        info = cli.client.auth_info()
+        role_ok = info["role"] in ("runner", "admin")
+        results.append(CheckResult("key may run agents", role_ok, f"role {info['role']}, tenant {info['tenant']}"))
+    except Exception as exc:
+        results.append(CheckResult("API reachable", False, str(exc)))
+    try:
+        pm = get_plugin_manager(backend, disabled=config.section("agent")["disable_plugins"])
+        agent = Agent(AgentSettings.from_config(config, backend), cli.client, pm)
+        agent.load_backend_contract()
+        results.append(CheckResult(f"backend {backend}", True, "settings valid"))
+        results.extend(agent.preflight())
+    except Exception as exc:
+        results.append(CheckResult(f"backend {backend}", False, str(exc)))
+    if output == Format.json:
+        emit_json([r.__dict__ for r in results])
+    else:
+        for r in results:
+            mark = "[green]ok[/]  " if r.ok else "[red]FAIL[/]"
+            console.print(f"{mark} {r.name}: {r.detail}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("start")(start)
+    app.command("doctor")(doctor)
+    app.add_typer(plugins_app, name="plugins")

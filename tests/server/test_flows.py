@@ -1,0 +1,126 @@
+"""Flows: registering (a changed definition bumps the version), reading by id or name, listing."""
+
+import pytest
+import requests
+
+from agent_core.errors import BadRequest, NotFound
+
+
+def test_registering_a_new_flow_gives_version_1(api):
+    flow = api.register_flow("etl", "python etl.py")
+
+    assert flow["version"] == 1
+    assert flow["changed"] is True
+    assert flow["name"] == "etl"
+    assert flow["command"] == "python etl.py"
+
+
+def test_registering_the_same_definition_again_changes_nothing(api):
+    first = api.register_flow("etl", "python etl.py", labels=["a"])
+    again = api.register_flow("etl", "python etl.py", labels=["a"])
+
+    assert again["changed"] is False
+    assert again["version"] == 1
+    assert again["id"] == first["id"]
+    assert again["updated"] == first["updated"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"command": "python etl.py --v2"},
+        {"labels": ["gpu"]},
+        {"run_config": {"type": "universal", "env": {"A": "1"}}},
+        {"description": "now documented"},
+    ],
+    ids=["command", "labels", "run_config", "description"],
+)
+def test_a_changed_definition_bumps_the_version_and_keeps_the_id(api, change):
+    first = api.register_flow("etl", "python etl.py")
+    kwargs = {"labels": None, "run_config": None, "description": "", "command": "python etl.py", **change}
+
+    second = api.register_flow("etl", kwargs.pop("command"), **kwargs)
+
+    assert second["changed"] is True
+    assert second["version"] == 2
+    assert second["id"] == first["id"]
+
+
+def test_labels_are_stored_sorted_without_duplicates(api):
+    flow = api.register_flow("etl", "run", labels=["b", "a", "b"])
+
+    assert flow["labels"] == ["a", "b"]
+
+
+def test_a_flow_is_read_by_id(api):
+    flow = api.register_flow("etl", "run")
+
+    assert api.get_flow(flow["id"])["name"] == "etl"
+
+
+def test_a_flow_is_read_by_name(api):
+    flow = api.register_flow("etl", "run")
+
+    assert api.get_flow("etl")["id"] == flow["id"]
+
+
+def test_reading_an_unknown_flow_is_not_found(api):
+    with pytest.raises(NotFound) as caught:
+        api.get_flow("no-such-flow")
+
+    assert caught.value.status == 404
+    assert "no-such-flow" in str(caught.value)
+
+
+def test_the_flow_list_is_ordered_by_name(api):
+    for name in ("charlie", "alpha", "bravo"):
+        api.register_flow(name, "run")
+
+    assert [f["name"] for f in api.list_flows()] == ["alpha", "bravo", "charlie"]
+
+
+def test_the_flow_list_pages_with_a_cursor(api_server, api):
+    for i in range(5):
+        api.register_flow(f"flow-{i}", "run")
+
+    names, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = requests.get(f"{api_server.url}/api/flows", params=params, timeout=10).json()
+        pages += 1
+        names += [f["name"] for f in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert names == [f"flow-{i}" for i in range(5)]
+    assert pages == 3
+
+
+def test_the_client_lists_every_flow_across_pages(api):
+    for i in range(205):  # the client asks for pages of 200
+        api.register_flow(f"flow-{i:03d}", "run")
+
+    assert len(api.list_flows()) == 205
+
+
+def test_a_universal_run_config_is_validated(api):
+    with pytest.raises(BadRequest) as caught:
+        api.register_flow("etl", "run", run_config={"type": "universal", "env": {"A": 1}})
+
+    assert "run_config" in caught.value.detail
+
+
+def test_a_run_config_needs_a_type(api):
+    with pytest.raises(BadRequest) as caught:
+        api.register_flow("etl", "run", run_config={"image": "python"})
+
+    assert "run_config" in caught.value.detail
+
+
+def test_a_backend_run_config_type_is_stored_as_given(api):
+    config = {"type": "docker", "image": "python:3.11", "volumes": ["/a:/b"]}
+
+    flow = api.register_flow("etl", "run", run_config=config)
+
+    assert api.get_flow(flow["id"])["run_config"] == config

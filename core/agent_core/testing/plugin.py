@@ -18,3 +18,9 @@ def agent_api_server(tmp_path: Path) -> Iterator[APIServer]:
     """A real API server on 127.0.0.1 over a fresh SQLite file, without auth."""
     with APIServer(f"sqlite:///{tmp_path / 'api.db'}") as server:
         yield server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "agent_capability(name): conformance test needing a backend capability (skipped if not claimed)"
+    )

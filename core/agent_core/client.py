@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 import requests
@@ -20,6 +20,9 @@ from urllib3.exceptions import NewConnectionError
 
 from agent_core import __version__
 from agent_core.errors import APIUnavailable, error_for_status
+
+if TYPE_CHECKING:
+    from agent_core.server.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ class APIClient:
         if key:
             self.session.headers["Authorization"] = f"Bearer {key}"
         self.embedded = False
+        # The store behind an embedded client, for the few commands that work on the
+        # database itself (creating a key in another tenant); None over HTTP.
+        self.store: Store | None = None
 
     @classmethod
     def embedded_api(cls, db_url: str, **kwargs: Any) -> APIClient:
@@ -75,7 +81,7 @@ class APIClient:
         client = cls(EMBEDDED_URL, **kwargs)
         client.session.mount(EMBEDDED_URL, WSGIAdapter(create_app(store)))
         client.embedded = True
-        client.store = store  # type: ignore[attr-defined]
+        client.store = store
         return client
 
     def set_agent_id(self, agent_id: str) -> None:

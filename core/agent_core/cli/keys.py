@@ -31,7 +31,8 @@ def create(
     if tenant is not None:
         if cli.config.section("api")["url"]:
             raise ConfigError("--tenant works on the database directly: drop --api / api.url and give --db")
-        store = cli.client.store  # type: ignore[attr-defined]
+        store = cli.client.store
+        assert store is not None  # an embedded client always has one
         key, secret = store.create_key(store.ensure_tenant(tenant), role, name)
         created = {**key, "key": secret, "tenant": tenant}
     else:

@@ -1,0 +1,111 @@
+"""``agent start`` refusing to start: clear one-line errors and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent_core.testing.servers import APIServer
+from tests.e2e.conftest import free_port, make_run_factory, python_command, wait_for_state
+
+MONITOR_STOP_BUG = (
+    "BUG: Agent.start's finally calls shutdown() -> Monitor.stop() -> Thread.join() on a monitor thread "
+    "that was never started (start-up failed before monitor.start()): RuntimeError 'cannot join thread "
+    "before it is started' with a traceback replaces the start-up error"
+)
+
+
+@pytest.fixture
+def auth_server(sqlite_url: str) -> Iterator[APIServer]:
+    with APIServer(sqlite_url, auth=True) as running:
+        yield running
+
+
+def _assert_clear_error(errors: str) -> None:
+    assert "Traceback" not in errors, errors
+    assert errors.strip(), "the error should be on stderr"
+
+
+@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
+def test_a_key_the_api_refuses_stops_the_agent_with_a_message_asking_for_a_runner_key(auth_server, start_agent):
+    agent = start_agent(auth_server, "--key", "not-a-real-key", ready=False)
+
+    assert agent.wait(30) != 0
+    _assert_clear_error(agent.errors())
+    assert "runner key" in agent.errors()
+
+
+@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
+def test_a_user_role_key_stops_the_agent_with_a_message_asking_for_a_runner_key(auth_server, start_agent):
+    _, user_key = auth_server.store.create_key(auth_server.store.ensure_tenant("default"), "user")
+    agent = start_agent(auth_server, "--key", user_key, ready=False)
+
+    assert agent.wait(30) != 0
+    _assert_clear_error(agent.errors())
+    assert "'user'" in agent.errors()
+    assert "'runner' key" in agent.errors()
+
+
+def test_a_runner_key_is_accepted_and_handed_to_the_workloads(auth_server, start_agent, tmp_path):
+    tenant = auth_server.store.ensure_tenant("default")
+    _, runner_key = auth_server.store.create_key(tenant, "runner")
+    _, admin_key = auth_server.store.create_key(tenant, "admin")
+    client = auth_server.client(admin_key)
+    seen = tmp_path / "key"
+    run = make_run_factory(client)(
+        python_command("import os, sys; open(sys.argv[1], 'w').write(os.environ['AGENT_API_KEY'])", seen)
+    )
+    agent = start_agent(auth_server, "--key", runner_key)
+
+    assert wait_for_state(client, run["id"], agent=agent)["state"]["type"] == "Success"
+    assert seen.read_text() == runner_key
+
+
+def test_an_unknown_backend_lists_the_installed_ones_and_names_the_package_to_install(run_cli):
+    done = run_cli("start", "--backend", "nope", "--api", "http://127.0.0.1:9")
+
+    assert done.returncode != 0
+    _assert_clear_error(done.stderr)
+    assert "'nope'" in done.stderr
+    assert "local" in done.stderr
+    assert "pip install agent-plugin-nope" in done.stderr
+
+
+@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
+def test_an_invalid_backend_setting_is_a_start_up_error_naming_it(run_cli):
+    done = run_cli("start", "--backend", "local", "--api", "http://127.0.0.1:9", "--set", "no_such_setting=1")
+
+    assert done.returncode != 0
+    _assert_clear_error(done.stderr)
+    assert "no_such_setting" in done.stderr
+
+
+@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
+def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_agent):
+    agent = start_agent(f"http://127.0.0.1:{free_port()}", ready=False)
+    time.sleep(2)  # it is now retrying the connection
+    assert agent.alive()
+
+    agent.send(signal.SIGTERM)
+
+    assert agent.wait(10) == 0
+    _assert_clear_error(agent.errors() or "(empty)")
+
+
+@pytest.mark.xfail(
+    reason="BUG: --agent-address is parsed only after the API connection (Agent.start -> start_health_server), so "
+    "with the API unreachable a malformed address is never reported; the agent retries the API forever",
+    strict=True,
+)
+def test_an_agent_address_without_a_port_is_reported_even_when_the_api_is_unreachable(start_agent):
+    agent = start_agent(f"http://127.0.0.1:{free_port()}", "--agent-address", "http://127.0.0.1", ready=False)
+    deadline = time.monotonic() + 5
+    while agent.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert not agent.alive(), "the agent should refuse a malformed --agent-address at once"
+    assert agent.proc.returncode != 0
+    assert "--agent-address" in agent.errors()

@@ -14,14 +14,29 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+import pluggy
 import pytest
 
-from agent_core import Deployment, DeploymentStatus, FlowRun, hookimpl
+from agent_core import Deployment, DeploymentStatus, FlowRun, hookimpl, hookspecs
 from agent_core.client import APIClient
 from agent_core.engine.agent import Agent
 from agent_core.engine.settings import AgentSettings
 from agent_core.plugins import get_plugin_manager
 from agent_core.testing.servers import APIServer
+
+# --- the hooks -----------------------------------------------------------------------------
+
+
+def hook_specs() -> dict[str, dict[str, Any]]:
+    """Every hook of :mod:`agent_core.hookspecs`, name -> spec options (``firstresult``...)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    specs = {}
+    for name in dir(hookspecs):
+        opts = pm.parse_hookspec_opts(hookspecs, name)
+        if opts is not None:
+            specs[name] = dict(opts)
+    return specs
+
 
 # --- waiting ---------------------------------------------------------------------------------
 

@@ -12,11 +12,9 @@ from agent_core import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveD
 from agent_core.client import APIClient
 from agent_core.errors import PluginError, StartupError
 from agent_core.plugins import get_plugin_manager
-from tests.core.conftest import Backend, create_run, wait_for_state, wait_until
+from tests.core.conftest import Backend, create_run, hook_specs, wait_for_state, wait_until
 
-HOOK_NAMES = sorted(
-    name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT_NAME}_spec")
-)
+HOOK_NAMES = sorted(hook_specs())
 
 
 class AllHooks:

@@ -1,0 +1,168 @@
+"""The Docker daemon goes away while the agent runs, then comes back.
+
+The shared engine is never stopped: the agent talks to it through a small TCP proxy on
+loopback (``tcp://127.0.0.1:PORT`` → the engine's unix socket) that the test closes, which
+drops every connection and refuses new ones, and opens again on the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_core.client import APIClient
+from agent_core.testing.harness import AgentThread, wait_for_final, wait_for_state, wait_until
+from tests.plugins.docker.helpers import create_run, log_messages
+
+ENGINE_SOCKET = "/var/run/docker.sock"
+
+
+class SocketProxy:
+    """Forwards TCP connections on 127.0.0.1:``port`` to a unix socket, until :meth:`close`."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = self._pick_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _pick_port() -> int:
+        # Below the ephemeral range, so no outgoing connection takes it while the proxy is shut.
+        for _ in range(100):
+            port = random.randint(20000, 32000)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError("no free port")
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self._listener = listener
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._accept, args=(listener,), name="docker-proxy", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(self.target)
+            except OSError:
+                client.close()
+                upstream.close()
+                continue
+            client.settimeout(None)
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def proxy() -> Iterator[SocketProxy]:
+    if not Path(ENGINE_SOCKET).exists():
+        pytest.skip(f"the engine is not on {ENGINE_SOCKET}")
+    running = SocketProxy(ENGINE_SOCKET)
+    running.open()
+    yield running
+    running.close()
+
+
+def health(address: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{address}/api/health", timeout=5) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(
+    client: APIClient,
+    start_agent: Callable[..., AgentThread],
+    proxy: SocketProxy,
+    docker_engine: object,
+) -> None:
+    address = f"http://127.0.0.1:{SocketProxy._pick_port()}"
+    during = create_run(client, "sh -c 'sleep 3; echo finished-during-outage'")
+    thread = start_agent(backend={"base_url": proxy.url}, agent_address=address, heartbeat_period=0.3)
+    wait_for_state(client, during["id"], ["Running"], 20)
+    assert health(address)[0] == 200
+
+    proxy.close()
+    status, body = wait_until(lambda: (found := health(address))[0] == 503 and found, 10) or health(address)
+    assert status == 503, body
+    assert "is unreachable" in body["problems"]["docker"], body
+    assert proxy.url in body["problems"]["docker"]
+
+    # A run deployed while the daemon is away fails, naming the problem; the agent goes on.
+    refused = create_run(client, "echo never")
+    thread.agent.poke()
+    final = wait_for_final(client, refused["id"], 20)
+    assert final["state"]["type"] == "Failed"
+    assert f"the Docker daemon at {proxy.url} is unreachable" in final["state"]["message"]
+    assert client.get_flow_run(during["id"])["state"]["type"] == "Running"  # not judged meanwhile
+    assert thread.thread.is_alive()
+
+    proxy.open()
+    assert wait_until(lambda: health(address)[0] == 200, 10), health(address)
+    assert wait_for_final(client, during["id"], 20)["state"]["type"] == "Success"
+    after = create_run(client, "echo after-outage")
+    thread.agent.poke()
+    assert wait_for_final(client, after["id"], 20)["state"]["type"] == "Success"
+    thread.stop()
+    assert "finished-during-outage" in log_messages(client, during["id"])
+    assert "after-outage" in log_messages(client, after["id"])

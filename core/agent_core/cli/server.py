@@ -11,7 +11,7 @@ import typer
 
 from agent_core.cli.context import state
 from agent_core.cli.output import console
-from agent_core.server.serve import check_auth_policy, make_server, open_store
+from agent_core.server.serve import check_auth_policy, make_server, open_store, serve_until
 
 app = typer.Typer(help="Serve the orchestration API.", no_args_is_help=True)
 
@@ -42,13 +42,14 @@ def start(
     db_shown = store.engine.url.render_as_string(hide_password=True)
     console.print(f"Serving the agent API on {url} (database {db_shown}, auth {'on' if settings['auth'] else 'off'})")
 
+    stopping = threading.Event()
+
     def stop(signum: int, _frame: Any) -> None:
         console.print("Stopping the API server")
-        threading.Thread(target=server.close, daemon=True).start()
+        stopping.set()
+        server.pull_trigger()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    try:
-        server.run()
-    except OSError:
-        pass  # the listening socket was closed by `stop`
+    serve_until(server, stopping)
+    store.engine.dispose()

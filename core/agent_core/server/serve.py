@@ -58,7 +58,8 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def _loop(server: Any, stopping: threading.Event) -> None:
+def serve_until(server: Any, stopping: threading.Event) -> None:
+    """Serve on this thread until ``stopping`` is set (then call ``server.pull_trigger()``)."""
     # waitress's own run() can only be ended by closing its sockets under it from another
     # thread (EBADF in select); stepping the loop lets this thread close them itself.
     while not stopping.is_set():
@@ -71,7 +72,7 @@ def serve_in_thread(app: Any, host: str, port: int, *, name: str, threads: int =
     """Serve a WSGI app on a background thread (port 0: any free port)."""
     server = create_wsgi_server(app, host, port, threads=threads)
     stopping = threading.Event()
-    thread = threading.Thread(target=_loop, args=(server, stopping), name=name, daemon=True)
+    thread = threading.Thread(target=serve_until, args=(server, stopping), name=name, daemon=True)
     thread.start()
     return RunningServer(server=server, thread=thread, url=f"http://{host}:{server.effective_port}", stopping=stopping)
 

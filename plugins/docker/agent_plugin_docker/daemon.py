@@ -112,6 +112,9 @@ def client(agent: Any) -> docker.DockerClient:
     if found is not None:
         return found
     with st.setdefault("client_lock", threading.Lock()):
+        if st.get("closed"):
+            # on_shutdown ran; a hook still finishing on another thread must not reconnect.
+            raise DaemonUnreachable("the docker backend has shut down")
         if st.get("client") is None:
             try:
                 st["client"] = _connect(agent)
@@ -125,7 +128,10 @@ def client(agent: Any) -> docker.DockerClient:
 
 
 def close(agent: Any) -> None:
-    found = state(agent).pop("client", None)
+    st = state(agent)
+    with st.setdefault("client_lock", threading.Lock()):
+        st["closed"] = True
+        found = st.pop("client", None)
     if found is not None:
         found.close()
 

@@ -263,11 +263,7 @@ def _create_options(flow_run: FlowRun, run_config: dict[str, Any], agent: Any, i
     }
     if (entrypoint := _command(run_config.get("entrypoint"), "entrypoint")) is not None:
         options["entrypoint"] = entrypoint
-    # The run's own network choice replaces the agent's defaults as a whole.
-    if run_config.get("network_mode") or run_config.get("networks"):
-        network_mode, networks = run_config.get("network_mode"), run_config.get("networks") or []
-    else:
-        network_mode, networks = settings.get("network_mode"), settings.get("networks") or []
+    network_mode, networks = _networks(run_config, settings)
     if network_mode:
         options["network_mode"] = network_mode
     elif networks:
@@ -318,15 +314,16 @@ def deploy_flow(flow_run: FlowRun, run_config: dict[str, Any], agent: Any) -> De
         raise DeploymentError(f"docker could not create container {name}: {explain(exc)}") from None
     except UNREACHABLE as exc:
         raise daemon.unreachable(agent, exc) from None
-    _start(agent, container, networks=_extra_networks(options, run_config, settings))
+    network_mode, networks = _networks(run_config, settings)
+    _start(agent, container, networks=[] if network_mode else networks[1:])
     return _deployment(container, image)
 
 
-def _extra_networks(options: dict[str, Any], run_config: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    if "network" not in options:
-        return []
-    networks = run_config.get("networks") or settings.get("networks") or []
-    return list(networks[1:])
+def _networks(run_config: dict[str, Any], settings: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The network mode, or the networks, of a run: its own choice replaces the agent's as a whole."""
+    if run_config.get("network_mode") or run_config.get("networks"):
+        return run_config.get("network_mode"), list(run_config.get("networks") or [])
+    return settings.get("network_mode"), list(settings.get("networks") or [])
 
 
 def _existing(agent: Any, docker_client: docker.DockerClient, flow_run: FlowRun, name: str) -> Container | None:
@@ -457,8 +454,8 @@ def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any) -> D
             # Created by an agent that died before starting it: finish that launch.
             _start(agent, container, networks=[])
             return DeploymentStatus.running()
-        # The output may have grown between the status read and the last ship.
-        _ship_output(agent, flow_run, container, key)
+        # Exited: the engine marks a container so only once its output is all in the log
+        # (it waits for the stream copiers), so the ship above got every line.
     except docker.errors.NotFound:
         return _gone(deployment, record)
     except DaemonUnreachable as exc:

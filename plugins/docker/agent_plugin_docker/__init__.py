@@ -520,6 +520,8 @@ def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any, gra
 @hookimpl
 def heartbeat(agent: Any) -> None:
     """Report the daemon on the health endpoint, and reap containers of runs that are over."""
+    if daemon.state(agent).get("closed"):
+        return  # a last round racing the shutdown
     try:
         daemon.client(agent).ping()
     except DaemonUnreachable as exc:

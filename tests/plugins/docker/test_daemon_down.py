@@ -166,3 +166,18 @@ def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(
     thread.stop()
     assert "finished-during-outage" in log_messages(client, during["id"])
     assert "after-outage" in log_messages(client, after["id"])
+
+
+def test_an_agent_started_without_a_daemon_starts_and_reports_it(
+    client: APIClient, start_agent: Callable[..., AgentThread], tmp_path: Path
+) -> None:
+    address = f"http://127.0.0.1:{SocketProxy._pick_port()}"
+    missing = f"unix://{tmp_path / 'no-daemon.sock'}"
+    run = create_run(client, "echo never")
+    start_agent(backend={"base_url": missing}, agent_address=address)
+    final = wait_for_final(client, run["id"], 20)
+    assert final["state"]["type"] == "Failed"
+    assert f"the Docker daemon at {missing} is unreachable" in final["state"]["message"]
+    status, body = health(address)
+    assert status == 503
+    assert "no-daemon.sock is unreachable" in body["problems"]["docker"]

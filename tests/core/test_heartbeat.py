@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -102,3 +103,39 @@ def test_call_each_collects_results_and_skips_failures(caplog: pytest.LogCapture
 
     assert sorted(results) == [["a"], ["d"]]
     assert [r.getMessage() for r in caplog.records] == ["preflight hook of plugin 'two' failed"]
+
+
+@pytest.mark.xfail(
+    reason=(
+        "BUG: Agent.shutdown calls on_shutdown before joining the heartbeat thread, so a heartbeat "
+        "round in progress (or one started as stop() lands) calls heartbeat hooks during and after "
+        "on_shutdown, on resources the plugin has released"
+    ),
+    strict=True,
+)
+def test_no_heartbeat_hook_runs_during_or_after_on_shutdown(make_agent) -> None:
+    events: list[str] = []
+    beating = threading.Event()
+
+    class SlowBeat:
+        name = "slow-beat"
+
+        @hookimpl
+        def heartbeat(self, agent: Any) -> None:
+            events.append("heartbeat-start")
+            beating.set()
+            time.sleep(0.5)
+            events.append("heartbeat-end")
+
+        @hookimpl
+        def on_shutdown(self, agent: Any) -> None:
+            events.append("on_shutdown")
+
+    agent = make_agent([Backend(), SlowBeat()])
+    thread = make_agent.start(agent)
+    assert beating.wait(5)
+
+    agent.stop()  # while a heartbeat hook is running
+    thread.join(10)
+
+    assert events[-1] == "on_shutdown"

@@ -4,6 +4,7 @@ through ``cancel_deployment``."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -144,8 +145,6 @@ def test_a_backend_that_cannot_stop_the_workload_is_asked_again(make_agent, sqli
 
 
 def test_the_monitor_thread_calls_check_deployment(make_agent, sqlite_api: APIClient) -> None:
-    import threading
-
     threads: set[str] = set()
 
     class Recording(MonitoredBackend):
@@ -177,3 +176,41 @@ def test_a_failed_run_without_deployment_logs_has_just_the_code(
     failed = wait_for_state(sqlite_api, run["id"], "Failed")
 
     assert failed["state"]["message"] == "Exited with code 2 (OOMKilled)"
+
+
+def test_a_run_cancelled_while_deploy_flow_runs_is_stopped_once_deployed(make_agent, sqlite_api: APIClient) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(MonitoredBackend):
+        @hookimpl
+        def deploy_flow(self, flow_run: FlowRun, run_config: Any, agent: Any) -> Any:
+            entered.set()
+            release.wait(10)
+            return super().deploy_flow(flow_run=flow_run, run_config=run_config, agent=agent)
+
+    backend = Slow()
+    run = create_run(sqlite_api)
+    make_agent([backend], start=True)
+    assert entered.wait(5)
+
+    sqlite_api.cancel_flow_run(run["id"])  # Submitted -> Cancelling while deploy_flow is busy
+    wait_for_state(sqlite_api, run["id"], "Cancelling")
+    release.set()
+
+    wait_for_state(sqlite_api, run["id"], "Cancelled")
+    assert [run_id for run_id, _ in backend.cancels] == [run["id"]]
+
+
+def test_a_failed_run_with_retries_left_is_deployed_again_as_attempt_2(make_agent, sqlite_api: APIClient) -> None:
+    class FirstAttemptFails(MonitoredBackend):
+        @hookimpl
+        def check_deployment(self, flow_run: FlowRun) -> DeploymentStatus:
+            return DeploymentStatus.exited(1 if flow_run.attempt == 1 else 0)
+
+    backend = FirstAttemptFails()
+    run = create_run(sqlite_api, max_retries=1)
+    make_agent([backend], start=True)
+
+    done = wait_for_state(sqlite_api, run["id"], "Success", timeout=15)
+    assert done["attempt"] == 2
+    assert [r.key for r in backend.deployed] == [f"{run['id']}-1", f"{run['id']}-2"]

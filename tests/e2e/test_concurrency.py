@@ -20,6 +20,7 @@ def pg_server(postgres_url: str) -> Iterator[APIServer]:
         yield running
 
 
+@pytest.mark.slow
 def test_two_agents_execute_each_of_300_runs_exactly_once(pg_server: APIServer, start_agent, tmp_path: Path):
     client = pg_server.client()
     ledger = tmp_path / "executed"

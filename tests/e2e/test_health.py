@@ -15,6 +15,18 @@ def _health(port: int) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
 
 
+def _health_once_up(port: int) -> requests.Response:
+    """The first answer of the health API (it starts just after the banner)."""
+
+    def answer() -> requests.Response | None:
+        try:
+            return _health(port)
+        except requests.ConnectionError:
+            return None
+
+    return wait_until(answer, 10, message=f"the health API on port {port}")
+
+
 def _seconds_since(iso: str) -> float:
     return (pendulum.now("UTC") - pendulum.parse(iso)).total_seconds()
 
@@ -23,7 +35,7 @@ def test_health_answers_200_with_the_agent_id_backend_last_poll_and_in_flight_co
     port = free_port()
     start_agent(server, "--agent-address", f"http://127.0.0.1:{port}", name="healthy")
 
-    response = wait_until(lambda: _health(port), 10, message="the health API")
+    response = _health_once_up(port)
 
     assert response.status_code == 200
     body = response.json()
@@ -36,6 +48,7 @@ def test_health_answers_200_with_the_agent_id_backend_last_poll_and_in_flight_co
 def test_a_poke_makes_an_idle_agent_claim_a_new_run_within_200ms(server, client, create_run, start_agent):
     port = free_port()
     start_agent(server, "--agent-address", f"http://127.0.0.1:{port}")
+    _health_once_up(port)
     # Idle for 5 s: the backoff has grown to 4 s (0.25, 0.5, 1, 2, 4), so without a poke the
     # next poll would be seconds away. Wait until the last poll is at least a second old.
     time.sleep(5)

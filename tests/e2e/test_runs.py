@@ -183,14 +183,14 @@ def test_four_runs_due_at_the_same_moment_all_start_their_commands_within_a_quar
 def test_runs_are_deployed_one_after_another_without_waiting_for_the_previous_to_end(
     server, client, create_run, start_agent
 ):
-    runs = [create_run("sleep 2") for _ in range(4)]
+    runs = [create_run("sleep 1.5") for _ in range(3)]
     agent = start_agent(server)
     begin = time.monotonic()
 
     for run in runs:
         assert wait_for_state(client, run["id"], timeout=20, agent=agent)["state"]["type"] == "Success"
 
-    assert time.monotonic() - begin < 6, "the four 2 s runs should overlap"
+    assert time.monotonic() - begin < 4, "the three 1.5 s runs should overlap"
 
 
 @pytest.mark.xfail(

@@ -86,7 +86,7 @@ def test_an_invalid_backend_setting_is_a_start_up_error_naming_it(run_cli):
 @pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
 def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_agent):
     agent = start_agent(f"http://127.0.0.1:{free_port()}", ready=False)
-    time.sleep(2)  # it is now retrying the connection
+    time.sleep(1.5)  # it is now retrying the connection
     assert agent.alive()
 
     agent.send(signal.SIGTERM)
@@ -102,7 +102,7 @@ def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_
 )
 def test_an_agent_address_without_a_port_is_reported_even_when_the_api_is_unreachable(start_agent):
     agent = start_agent(f"http://127.0.0.1:{free_port()}", "--agent-address", "http://127.0.0.1", ready=False)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 4
     while agent.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
 

@@ -23,7 +23,7 @@ from agent_core.models import FlowRun
 from agent_core.plugins import get_plugin_manager
 from agent_core.runconfig import resolve_run_config
 from agent_core.testing.servers import APIServer
-from tests.e2e.conftest import log_messages, python_command, wait_for_state, wait_until
+from tests.e2e.conftest import group_members, log_messages, python_command, run_dir, wait_for_state, wait_until
 
 
 def _wait_for_logs(api: APIClient, run_id: str, predicate, what: str) -> list[str]:
@@ -226,11 +226,13 @@ def test_reaping_never_loses_the_result_of_a_run_the_agent_has_not_reported_yet(
     "children dict and check_deployment is not called for cancelling runs): each cancelled run leaves a zombie",
     strict=True,
 )
-def test_a_cancelled_run_leaves_no_zombie_process_behind(server, client, create_run, start_agent):
+def test_a_cancelled_run_leaves_no_zombie_process_behind(server, client, create_run, start_agent, agent_home):
     runs = [create_run("sleep 300") for _ in range(2)]
     agent = start_agent(server, env={"AGENT__AGENT__CANCEL_GRACE_SECONDS": "1"})
     for run in runs:
         wait_for_state(client, run["id"], "Running", agent=agent)
+        pgid = int((run_dir(agent_home, run["id"]) / "pid").read_text())
+        wait_until(lambda pgid=pgid: len(group_members(pgid)) >= 2, 5, message="the supervisor and its sleep")
     for run in runs:
         client.cancel_flow_run(run["id"])
     for run in runs:

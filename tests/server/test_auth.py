@@ -98,15 +98,28 @@ def call(server, method, path, body=None, key=None, headers=None):
     return requests.request(method, f"{server.url}{path}", json=body, headers=headers, timeout=10)
 
 
-def well_formed_request(endpoint, admin):
+@pytest.fixture(scope="module")
+def targets(admin):
+    """Objects of tenant A that requests of the matrix read or act on without using them up."""
+    flow = admin.register_flow("auth-matrix", "echo hi")
+    return {
+        "flow": flow,
+        "run": admin.create_flow_run(flow_id=flow["id"]),
+        "agent": admin.register_agent(name="a", backend="local", labels=[]),
+        "config": admin.create_agent_config("c", {}),
+        "key": admin.create_key("runner", "revoked again and again"),
+    }
+
+
+def well_formed_request(endpoint, admin, targets):
     """(path, body) of a request to ``endpoint`` that succeeds for an allowed role."""
     _, path = endpoint
-    flow = admin.register_flow("auth-matrix", "echo hi")
-    run = admin.create_flow_run(flow_id=flow["id"])
-    unique = uuid.uuid4().hex[:8]
+    run = targets["run"]
+    if endpoint in {("POST", "/api/flow-runs/{id}/state"), ("POST", "/api/flow-runs/{id}/cancel")}:
+        run = admin.create_flow_run(flow_id=targets["flow"]["id"])  # these use a Scheduled run up
     bodies = {
-        ("POST", "/api/flows"): {"name": f"flow-{unique}", "command": "echo"},
-        ("POST", "/api/flow-runs"): {"flow_id": flow["id"]},
+        ("POST", "/api/flows"): {"name": f"flow-{uuid.uuid4().hex[:8]}", "command": "echo"},
+        ("POST", "/api/flow-runs"): {"flow_id": targets["flow"]["id"]},
         ("POST", "/api/flow-runs/{id}/state"): {"version": 1, "state": {"type": "Submitted"}},
         ("POST", "/api/flow-runs/{id}/deployment"): {"deployment": {"backend": "local", "platform_id": "1"}},
         ("POST", "/api/flow-runs/{id}/cancel"): {},
@@ -117,13 +130,13 @@ def well_formed_request(endpoint, admin):
         ("POST", "/api/agent-configs"): {"name": "config", "settings": {}},
         ("POST", "/api/keys"): {"role": "runner"},
     }
-    makers = {
-        "/api/flows/{id}": lambda: flow["id"],
-        "/api/agents/{id}/heartbeat": lambda: admin.register_agent(name="a", backend="local", labels=[])["id"],
-        "/api/agent-configs/{id}": lambda: admin.create_agent_config("c", {})["id"],
-        "/api/keys/{id}": lambda: admin.create_key("runner", "to revoke")["id"],
+    owner = {
+        "/api/flows/{id}": "flow",
+        "/api/agents/{id}/heartbeat": "agent",
+        "/api/agent-configs/{id}": "config",
+        "/api/keys/{id}": "key",
     }
-    target = makers.get(path, lambda: run["id"])()
+    target = targets[owner[path]]["id"] if path in owner else run["id"]
     return path.replace("{id}", target), bodies.get(endpoint)
 
 
@@ -132,8 +145,8 @@ def test_the_matrix_covers_every_declared_endpoint():
 
 
 @pytest.mark.parametrize(("endpoint", "role"), MATRIX, ids=[f"{m} {p} as {r}" for (m, p), r in MATRIX])
-def test_each_role_may_call_exactly_its_endpoints(server, keys, admin, endpoint, role):
-    path, body = well_formed_request(endpoint, admin)
+def test_each_role_may_call_exactly_its_endpoints(server, keys, admin, targets, endpoint, role):
+    path, body = well_formed_request(endpoint, admin, targets)
 
     response = call(server, endpoint[0], path, body, key=keys[role])
 
@@ -150,8 +163,8 @@ def test_hello_needs_no_key(server):
 
 
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
-def test_a_request_without_a_key_is_401(server, admin, endpoint):
-    path, body = well_formed_request(endpoint, admin)
+def test_a_request_without_a_key_is_401(server, admin, targets, endpoint):
+    path, body = well_formed_request(endpoint, admin, targets)
 
     response = call(server, endpoint[0], path, body)
 
@@ -160,8 +173,8 @@ def test_a_request_without_a_key_is_401(server, admin, endpoint):
 
 
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
-def test_a_request_with_an_unknown_key_is_401(server, admin, endpoint):
-    path, body = well_formed_request(endpoint, admin)
+def test_a_request_with_an_unknown_key_is_401(server, admin, targets, endpoint):
+    path, body = well_formed_request(endpoint, admin, targets)
 
     response = call(server, endpoint[0], path, body, key="agk_" + "x" * 43)
 
@@ -169,11 +182,26 @@ def test_a_request_with_an_unknown_key_is_401(server, admin, endpoint):
     assert response.json()["error"] == "Invalid API key"
 
 
+@pytest.fixture(scope="module")
+def revoked(admin):
+    """A revoked admin key of tenant A."""
+    key = admin.create_key("admin", "revoked")
+    admin.revoke_key(key["id"])
+    return key
+
+
+def test_a_key_works_until_it_is_revoked(server, admin):
+    key = admin.create_key("runner", "short-lived")
+    assert call(server, "GET", "/api/auth", key=key["key"]).status_code == 200
+
+    admin.revoke_key(key["id"])
+
+    assert call(server, "GET", "/api/auth", key=key["key"]).status_code == 401
+
+
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
-def test_a_request_with_a_revoked_key_is_401(server, admin, endpoint):
-    revoked = admin.create_key("admin", "soon revoked")
-    admin.revoke_key(revoked["id"])
-    path, body = well_formed_request(endpoint, admin)
+def test_a_request_with_a_revoked_key_is_401(server, admin, targets, revoked, endpoint):
+    path, body = well_formed_request(endpoint, admin, targets)
 
     response = call(server, endpoint[0], path, body, key=revoked["key"])
 

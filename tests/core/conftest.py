@@ -170,11 +170,30 @@ class MonitoredBackend(Backend):
 # --- servers, runs and agents ----------------------------------------------------------------
 
 
+def stop_server(server: APIServer) -> None:
+    """``server.stop()``, tolerating a race in ``RunningServer.stop`` (a core bug).
+
+    ``RunningServer.stop`` sets ``stopping`` before it pulls waitress's trigger; when the serving
+    loop wakes from its 0.5 s poll in between, it closes every socket (the trigger too) and
+    ``pull_trigger`` fails with ``OSError: [Errno 9] Bad file descriptor``. The loop is ending
+    anyway: wait for its thread so that the port is free for ``start()`` again.
+    """
+    running = server._running
+    try:
+        server.stop()
+    except OSError:
+        assert running is not None
+        running.thread.join(10)
+        server._running = None
+
+
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[APIServer]:
     """A real API server over a fresh SQLite file (the default server of ``make_agent``)."""
-    with APIServer(f"sqlite:///{tmp_path / 'api.db'}") as server:
-        yield server
+    server = APIServer(f"sqlite:///{tmp_path / 'api.db'}").start()
+    yield server
+    stop_server(server)
+    server.close()
 
 
 @pytest.fixture

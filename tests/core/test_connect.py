@@ -14,13 +14,15 @@ import pytest
 from agent_core.client import APIClient
 from agent_core.errors import StartupError
 from agent_core.testing.servers import APIServer
-from tests.core.conftest import Backend, create_run, wait_until
+from tests.core.conftest import Backend, create_run, stop_server, wait_until
 
 
 @pytest.fixture
 def auth_server(tmp_path: Path) -> Iterator[APIServer]:
-    with APIServer(f"sqlite:///{tmp_path / 'auth.db'}", auth=True) as server:
-        yield server
+    server = APIServer(f"sqlite:///{tmp_path / 'auth.db'}", auth=True).start()
+    yield server
+    stop_server(server)
+    server.close()
 
 
 def key_for(server: APIServer, role: str) -> str:
@@ -97,7 +99,9 @@ def test_an_agent_started_before_its_api_waits_and_connects_once_it_is_up(
     finally:
         agent.stop()
         thread.join(15)  # before the server goes: the agent flushes its run logs on the way out
-        server.close()
+        if hasattr(server, "store"):
+            stop_server(server)
+            server.close()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
     assert server.url in warnings[0].getMessage()
 

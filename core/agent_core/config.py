@@ -67,6 +67,18 @@ def is_secret(name: str) -> bool:
     return any(word in name.lower() for word in SECRET_WORDS)
 
 
+def mask_url(url: str) -> str:
+    """A URL with its password (``user:PASSWORD@host``) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    if ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 def mask(value: Any) -> Any:
     if value in ("", None, [], {}):
         return value
@@ -109,6 +121,8 @@ class Config:
         out = copy.deepcopy(self.values)
         if masked:
             _mask_tree(out)
+            out["server"]["db"] = mask_url(out["server"]["db"])
+            out["api"]["url"] = mask_url(out["api"]["url"])
         return out
 
 

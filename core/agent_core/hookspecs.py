@@ -36,8 +36,8 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 def settings_schema() -> Schema | None:
     """The marshmallow schema of the backend's settings.
 
-    Called once on the main thread at start-up (and by ``agent doctor`` and ``agent config
-    show``), before ``on_startup``. Settings come from ``[backends.NAME]`` in the config file,
+    Called once on the main thread at start-up (and by ``agent doctor``), before the API
+    connection is made and before ``on_startup``. Settings come from ``[backends.NAME]`` in the config file,
     ``AGENT__BACKENDS__NAME__KEY`` environment variables and ``--set KEY=VALUE``, and are loaded
     through this schema; the result is ``agent.settings``. An unknown or invalid setting is a
     start-up error naming the key. Without an implementation, any setting is an error.
@@ -93,8 +93,9 @@ def list_deployments(agent: Agent) -> list[LiveDeployment] | None:
 def preflight(agent: Agent) -> list[CheckResult] | None:
     """Checks that the plugin can do its work: credentials, daemon reachable, image present.
 
-    Called by ``agent doctor`` and at start-up (on the main thread), and by the health API's
-    readiness (on a waitress thread). Must not raise: report a failure as a failed check.
+    Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``.
+    Must not raise: report a failure as a failed check (an exception is logged and the other
+    plugins' checks still run).
 
     :return: a list of :class:`~agent_core.models.CheckResult`; failed checks are printed by
         ``agent doctor`` and logged as warnings at start-up.
@@ -154,10 +155,10 @@ def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Agent, tai
 def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent, grace_seconds: float) -> bool | None:
     """Stop the workload of a run that was asked to cancel (state Cancelling).
 
-    Called on the monitor thread when the API's heartbeat answer lists a run this agent
-    deployed as Cancelling. Stop politely (SIGTERM, ``docker stop``), and force it after
-    ``grace_seconds``. May block up to the grace period. The core marks the run Cancelled
-    when this returns ``True``.
+    Called on a thread of its own (one per run, named ``cancel-<id>``), started by the monitor
+    or heartbeat thread when the API lists a run this agent deployed as Cancelling. Stop
+    politely (SIGTERM, ``docker stop``), and force it after ``grace_seconds``. May block up
+    to the grace period. The core marks the run Cancelled when this returns ``True``.
 
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.
@@ -184,8 +185,9 @@ def on_shutdown(agent: Agent) -> None:
     """Release what the plugin holds (clients, threads, temporary files).
 
     Called on the main thread once the poll loop has stopped and in-flight deployments are
-    drained (or the drain timeout passed), and also after a failed start-up if ``on_startup``
-    ran. Running workloads are left alone: a restarted agent re-attaches to them.
+    drained (or the drain timeout passed) and the heartbeat thread has stopped; also after a
+    failed start-up once ``on_startup`` was called (even if it raised). Running workloads are
+    left alone: a restarted agent re-attaches to them.
 
     :raise Exception: logged; the other plugins' ``on_shutdown`` still run.
     """

@@ -8,6 +8,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from agent_core.cli.context import state
 from agent_core.cli.output import Format, OutputOption, console, emit_json, table
@@ -82,17 +83,16 @@ def start(
     pm = get_plugin_manager(backend, disabled=disabled)
 
     embedded: RunningServer | None = None
-    if config.section("api")["url"]:
-        client = APIClient(
-            config.section("api")["url"], config.section("api")["key"], timeout=config.section("api")["timeout"]
-        )
-    else:
+    api_settings = config.section("api")
+    url = api_settings["url"]
+    if not url:
         # Workloads need a URL they can reach, so the embedded API is served on loopback.
         from agent_core.server.serve import open_store
 
         embedded = start_in_thread(open_store(config.db_url))
-        client = APIClient(embedded.url, config.section("api")["key"], timeout=config.section("api")["timeout"])
-        logging.getLogger("agent").info("Embedded API on %s (database %s)", embedded.url, config.db_url)
+        url = embedded.url
+        logging.getLogger("agent").info("Embedded API on %s (database %s)", url, config.db_url)
+    client = APIClient(url, api_settings["key"], timeout=api_settings["timeout"], retries=api_settings["retries"])
     settings = AgentSettings.from_config(
         config,
         backend,
@@ -171,8 +171,8 @@ def doctor(
         emit_json([r.__dict__ for r in results])
     else:
         for r in results:
-            mark = "[green]ok[/]  " if r.ok else "[red]FAIL[/]"
-            console.print(f"{mark} {r.name}: {r.detail}")
+            mark = ("ok   ", "green") if r.ok else ("FAIL ", "red")
+            console.print(Text.assemble(mark, f"{r.name}: {r.detail}"))
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import typer
+from rich.text import Text
 
 from agent_core.cli.context import state
 from agent_core.cli.output import Format, OutputOption, console, emit_json
-from agent_core.config import is_secret, mask
+from agent_core.config import is_secret, mask, mask_url
 
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -20,7 +21,8 @@ def show(ctx: typer.Context, output: OutputOption = Format.table) -> None:
         emit_json(values)
         return
     console.print(f"[dim]config file: {config.file or 'none'}[/]")
-    console.print(f"[dim]database: {config.db_url if not config.section('api')['url'] else '(remote API)'}[/]")
+    database = "(remote API)" if config.section("api")["url"] else mask_url(config.db_url)
+    console.print(f"[dim]database: {database}[/]", markup=True)
     for section, settings in values.items():
         if section == "backends":
             for backend, backend_settings in settings.items():
@@ -28,9 +30,9 @@ def show(ctx: typer.Context, output: OutputOption = Format.table) -> None:
                 for key, value in backend_settings.items():
                     shown = mask(value) if is_secret(key) else value
                     source = config.sources.get(f"backends.{backend}.{key}", "default")
-                    console.print(f"{key} = {shown!r}  [dim]# {source}[/]", markup=True)
+                    console.print(Text.assemble(f"{key} = {shown!r}  ", (f"# {source}", "dim")))
             continue
         console.print(f"\n[bold]\\[{section}][/]")
         for key, value in settings.items():
             source = config.sources.get(f"{section}.{key}", "default")
-            console.print(f"{key} = {value!r}  [dim]# {source}[/]")
+            console.print(Text.assemble(f"{key} = {value!r}  ", (f"# {source}", "dim")))

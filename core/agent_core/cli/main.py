@@ -11,8 +11,8 @@ import typer
 from agent_core import __version__
 from agent_core.cli import agent_cmds, agents, config_cmd, flows, keys, runs, server
 from agent_core.cli.context import CLIState
-from agent_core.cli.output import err_console
-from agent_core.errors import AgentError, APIUnavailable, AuthError
+from agent_core.cli.output import err_console, print_error
+from agent_core.errors import AgentError, AuthError
 
 app = typer.Typer(
     name="agent",
@@ -38,15 +38,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
+    # No envvar= here: AGENT__API__URL and the like are read by the config layer, which
+    # records them as coming from the environment (see `agent config show`).
     api: Annotated[
-        str | None, typer.Option("--api", envvar="AGENT__API__URL", help="API URL; unset: embedded SQLite API")
+        str | None, typer.Option("--api", help="API URL [env AGENT__API__URL; unset: the embedded SQLite API]")
     ] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", envvar="AGENT__API__KEY", help="API key", show_default=False)
-    ] = None,
-    db: Annotated[
-        str | None, typer.Option("--db", envvar="AGENT__SERVER__DB", help="database of the embedded API")
-    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="API key [env AGENT__API__KEY]", show_default=False)] = None,
+    db: Annotated[str | None, typer.Option("--db", help="database of the embedded API [env AGENT__SERVER__DB]")] = None,
     config: Annotated[str | None, typer.Option("--config", envvar="AGENT_CONFIG", help="config file")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
     version: Annotated[
@@ -64,7 +62,7 @@ agent_cmds.register(app)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agent`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -76,20 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         if show:
             show()
         else:
-            err_console.print(f"[red]Error:[/] {exc}")
+            print_error(str(exc))
         return getattr(exc, "exit_code", 2)
     except AuthError as exc:
-        err_console.print(f"[red]Error:[/] {exc} (check --key / AGENT__API__KEY)", markup=True, highlight=False)
-        return 1
-    except APIUnavailable as exc:
-        err_console.print(f"[red]Error:[/] {exc}", highlight=False)
+        print_error(f"{exc} (check --key / AGENT__API__KEY)")
         return 1
     except AgentError as exc:
-        err_console.print(f"[red]Error:[/] {exc}", highlight=False)
+        print_error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    # Without standalone mode click hands back typer.Exit's code as the return value.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

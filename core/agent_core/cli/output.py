@@ -12,6 +12,7 @@ import pendulum
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Piped output is not cut at 80 columns; a terminal gets its own width.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -34,6 +35,11 @@ class Format(StrEnum):
 
 
 OutputOption = Annotated[Format, typer.Option("--output", "-o", help="table for people, json for scripts")]
+
+
+def print_error(message: str) -> None:
+    """One line on stderr; the message is printed as is (brackets in it are not markup)."""
+    err_console.print(Text.assemble(("Error: ", "red"), message))
 
 
 def emit_json(data: Any) -> None:

@@ -47,7 +47,10 @@ def start(
     def stop(signum: int, _frame: Any) -> None:
         console.print("Stopping the API server")
         stopping.set()
-        server.pull_trigger()
+        try:
+            server.pull_trigger()
+        except OSError:
+            pass  # already closing
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -164,8 +164,9 @@ class Agent:
             self.connect()
             if self.stopping:
                 return
-            self.pm.hook.on_startup(agent=self)
+            # Set first: plugins whose on_startup ran get on_shutdown even if a later one raises.
             self._started_plugins = True
+            self.pm.hook.on_startup(agent=self)
             self._preflight_warnings()
             self._banner()
             self.run_logs.start()
@@ -238,8 +239,23 @@ class Agent:
         )
         self.id = agent["id"]
         self.client.set_agent_id(self.id)
+        self._warn_if_name_in_use(agent.get("previous_heartbeat"))
         # The seed's "test query": a queue read proves the role can poll.
         self.client.get_queue(self.labels, self.clock.now(), limit=1)
+
+    def _warn_if_name_in_use(self, previous_heartbeat: str | None) -> None:
+        if not previous_heartbeat:
+            return
+        seen = pendulum.parse(previous_heartbeat)
+        assert isinstance(seen, pendulum.DateTime)
+        ago = (self.clock.now() - seen).total_seconds()
+        if ago < max(2 * self.settings.heartbeat_period, 60.0):
+            self.logger.warning(
+                "an agent named %r sent a heartbeat %.0fs ago: if it is still running, the two share one "
+                "identity (and re-attach to each other's runs); give each agent its own --name",
+                self.name,
+                ago,
+            )
 
     def _apply_agent_config(self, config_id: str) -> None:
         try:
@@ -540,10 +556,11 @@ class Agent:
                 self.settings.drain_timeout,
             )
         self.monitor.stop()
+        if self._heartbeat_thread is not None:
+            # A heartbeat hook must never run after on_shutdown released what it uses.
+            self._heartbeat_thread.join(timeout=self.settings.heartbeat_period + 10)
         if self._started_plugins:
             call_each(self.pm, "on_shutdown", agent=self)
-        if self._heartbeat_thread is not None:
-            self._heartbeat_thread.join(timeout=5)
         self.run_logs.stop()
         if self._health_server is not None:
             self._health_server.stop()

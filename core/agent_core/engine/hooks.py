@@ -11,15 +11,17 @@ log = logging.getLogger(__name__)
 
 
 def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """Call every implementation of ``hook_name``; log and skip the ones that raise."""
+    """Call every implementation of ``hook_name``; log and skip the ones that raise.
+
+    Each plugin is called through a subset caller of the manager, so hook tracing
+    (``AGENT_DEBUG_HOOKS``) sees these calls like any other.
+    """
     results = []
-    caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # pluggy's own order: last registered first
+    plugins = [impl.plugin for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls())]
+    for plugin in plugins:
+        caller = pm.subset_hook_caller(hook_name, remove_plugins=[p for p in plugins if p is not plugin])
         try:
-            result = impl.function(*(kwargs[name] for name in impl.argnames))
+            results.extend(caller(**kwargs))
         except Exception:
-            log.exception("%s hook of plugin %r failed", hook_name, impl.plugin_name)
-            continue
-        if result is not None:
-            results.append(result)
+            log.exception("%s hook of plugin %r failed", hook_name, pm.get_name(plugin))
     return results

@@ -66,7 +66,8 @@ class Monitor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     # --- the loop -------------------------------------------------------------------------
 

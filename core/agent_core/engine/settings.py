@@ -44,7 +44,9 @@ class AgentSettings:
         section = dict(config.section("agent"))
         section.pop("disable_plugins", None)
         if section.get("name") in ("", "agent"):
-            section.pop("name")  # the hostname, unless the operator chose a name
+            # Unless the operator chose a name: one per host and backend, so that a local and a
+            # docker agent on one machine do not share an identity.
+            section["name"] = f"{socket.gethostname()}-{backend}"
         values: dict[str, Any] = {
             **section,
             "backend": backend,

@@ -54,7 +54,10 @@ class RunningServer:
     def stop(self) -> None:
         """Stop accepting, finish the requests in progress (up to 5 s), and close every socket."""
         self.stopping.set()
-        self.server.pull_trigger()
+        try:
+            self.server.pull_trigger()
+        except OSError:
+            pass  # the loop woke on its own, saw `stopping` and has closed the trigger already
         self.thread.join(timeout=10)
 
 
@@ -97,7 +100,7 @@ def check_auth_policy(host: str, auth: bool, store: Store) -> None:
     if auth and store.count_active_keys() == 0:
         raise StartupError(
             "--auth is on but the database has no API key yet: create one first with "
-            "'agent keys create --role admin --db URL' (it is shown once)"
+            "'agent --db URL keys create --role admin' (it is shown once)"
         )
 
 

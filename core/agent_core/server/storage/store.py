@@ -680,7 +680,8 @@ class Store:
                 conn.execute(t.agents.insert().values(**values))
                 return self._agent_dict(values)
             conn.execute(t.agents.update().where(t.agents.c.id == row["id"]).values(**values))
-            return self._agent_dict({**row, **values})
+            # Lets a starting agent notice that another one with its name is still alive.
+            return {**self._agent_dict({**row, **values}), "previous_heartbeat": _iso(row["last_heartbeat"])}
 
     def heartbeat(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
         """Record that the agent is alive; answer with its runs that were asked to cancel."""

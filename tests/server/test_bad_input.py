@@ -352,8 +352,8 @@ def test_a_method_the_path_does_not_take_is_a_json_405(server):
 
 
 # --- known bugs: each should be a 4xx, the server answers otherwise ------------------------------
-# These run on a server of their own: some of the bad values get stored and would break the
-# shared server's later answers (a run holding a lone surrogate makes every run list a 500).
+# Values that get stored and break later answers (a run holding a lone surrogate makes every
+# run list a 500) are sent to a server of the test's own.
 
 
 @pytest.fixture
@@ -383,7 +383,7 @@ def test_non_standard_json_constants_are_a_400(fresh, constant):
 def test_deeply_nested_json_is_a_400(server):
     raw = '{"flow_name": "f", "parameters": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}"
 
-    assert_error(send(fresh, "POST", "/api/flow-runs", raw=raw), 400)
+    assert_error(send(server, "POST", "/api/flow-runs", raw=raw), 400)
 
 
 @pytest.mark.xfail(
@@ -415,8 +415,8 @@ def test_a_lone_surrogate_in_a_string_is_a_400(fresh, path, raw):
         ("/api/queue", {"before": "0001-01-01T00:00:00+05:00"}, "before"),
     ],
 )
-def test_a_time_out_of_range_in_utc_is_a_400(fresh, path, body, field):
-    assert_error(send(fresh, "POST", path, body=body), 400, field)
+def test_a_time_out_of_range_in_utc_is_a_400(server, path, body, field):
+    assert_error(send(server, "POST", path, body=body), 400, field)
 
 
 @pytest.mark.xfail(
@@ -431,8 +431,8 @@ def test_a_time_out_of_range_in_utc_is_a_400(fresh, path, body, field):
         ("/api/queue", {"labels": [], "limit": 2.5}, "limit"),
     ],
 )
-def test_a_fractional_number_for_an_integer_is_a_400(fresh, path, body, field):
-    assert_error(send(fresh, "POST", path, body=body), 400, field)
+def test_a_fractional_number_for_an_integer_is_a_400(server, path, body, field):
+    assert_error(send(server, "POST", path, body=body), 400, field)
 
 
 NUL_CASES = [
@@ -444,8 +444,8 @@ NUL_CASES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "params"), NUL_CASES, ids=[f"{m} {p}" for m, p, _, _ in NUL_CASES])
-def test_a_nul_character_in_a_string_is_never_a_500(fresh, request, method, path, body, params):
-    if fresh.kind == "postgres":
+def test_a_nul_character_in_a_string_is_never_a_500(server, request, method, path, body, params):
+    if server.kind == "postgres":
         request.applymarker(
             pytest.mark.xfail(
                 reason="BUG: PostgreSQL text cannot hold NUL (U+0000); schemas and path/query values let it "
@@ -454,7 +454,7 @@ def test_a_nul_character_in_a_string_is_never_a_500(fresh, request, method, path
             )
         )
 
-    response = send(fresh, method, path, body=body, params=params)
+    response = send(server, method, path, body=body, params=params)
 
     assert response.status_code < 500, response.text
 

@@ -1,8 +1,14 @@
 """The queue: Scheduled runs due before a time whose labels are a subset of the agent's."""
 
+import contextlib
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
 import pendulum
 import pytest
 import requests
+
+from agent_core.testing.servers import APIServer
 
 # agent labels, run labels, ready?
 LABEL_CASES = [
@@ -24,15 +30,44 @@ def ids_in_queue(api, labels, before=None, limit=100):
     return [r["id"] for r in api.get_queue(labels, before or pendulum.now("UTC"), limit)]
 
 
+@contextlib.contextmanager
+def _module_database(kind, tmp_path_factory, request):
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agent.db'}"
+        return
+    import psycopg
+    from psycopg import sql
+
+    base = urlsplit(request.getfixturevalue("postgres_server"))
+    admin = urlunsplit(("postgresql", base.netloc, base.path or "/postgres", base.query, ""))
+    name = f"agent_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(("postgresql+psycopg", base.netloc, f"/{name}", base.query, ""))
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def table_api(request, tmp_path_factory):
+    """One server per database for the label table: each case looks only for its own run."""
+    with _module_database(request.param, tmp_path_factory, request) as url, APIServer(url) as server:
+        client = server.client()
+        client.register_flow("labels", "echo labels")
+        yield client
+
+
 @pytest.mark.parametrize(
     ("agent_labels", "run_labels", "ready"),
     LABEL_CASES,
     ids=[f"agent{a}-run{r}-{'ready' if ok else 'not'}" for a, r, ok in LABEL_CASES],
 )
-def test_a_run_is_ready_when_its_labels_are_a_subset_of_the_agents(api, make_flow, agent_labels, run_labels, ready):
-    run = api.create_flow_run(flow_id=make_flow()["id"], labels=run_labels)
+def test_a_run_is_ready_when_its_labels_are_a_subset_of_the_agents(table_api, agent_labels, run_labels, ready):
+    run = table_api.create_flow_run(flow_name="labels", labels=run_labels)
 
-    assert (run["id"] in ids_in_queue(api, agent_labels)) is ready
+    assert (run["id"] in ids_in_queue(table_api, agent_labels, limit=500)) is ready
 
 
 def test_an_agent_without_labels_takes_only_runs_without_labels(api, make_flow):

@@ -29,7 +29,7 @@ from agent_core.errors import AgentError, DeploymentError, StartupError
 from agent_core.states import State
 from agent_plugin_docker import daemon
 from agent_plugin_docker.daemon import BACKEND, UNREACHABLE, DaemonUnreachable, daemon_errors, explain
-from agent_plugin_docker.runstate import LogLine, RunState, parse_log
+from agent_plugin_docker.runstate import LogLine, RunState, parse_log, timestamp_key
 from agent_plugin_docker.schemas import DockerRunConfigSchema, DockerSettingsSchema
 
 __version__ = "0.1.0"
@@ -413,10 +413,42 @@ def _get(agent: Any, deployment: Deployment) -> Container | None:
     return None
 
 
+def _oom_killed(container: Container, code: int) -> bool:
+    if container.attrs.get("State", {}).get("OOMKilled"):
+        return True
+    if code != 137:
+        return False
+    # The engine sets OOMKilled only when the kernel's OOM notice reaches it before the exit;
+    # under load it can come just after (seen here on Docker 20.10 with cgroup v1), and is
+    # then only in the engine's event stream as an "oom" event of the container.
+    for pause in (0.0, 0.25):
+        time.sleep(pause)
+        if _oom_event(container):
+            return True
+    return False
+
+
+def _oom_event(container: Container) -> bool:
+    started = timestamp_key(str(container.attrs.get("State", {}).get("StartedAt", "")))
+    try:
+        events = container.client.events(
+            since=max((started or (int(time.time()) - 3600, 0))[0], 1),
+            until=f"{time.time():.6f}",  # in the past: the engine answers from its buffer and ends
+            filters={"container": container.id, "event": "oom"},
+            decode=True,
+        )
+        try:
+            return any(True for _ in events)
+        finally:
+            events.close()
+    except (*UNREACHABLE, docker.errors.DockerException):
+        return False
+
+
 def _exit_reason(container: Container, code: int) -> str:
     state = container.attrs.get("State", {})
     reasons = []
-    if state.get("OOMKilled"):
+    if _oom_killed(container, code):
         limit = container.attrs.get("HostConfig", {}).get("Memory") or 0
         within = f" of {_size(limit)}" if limit else ""
         reasons.append(f"OOM-killed: the container reached its memory limit{within}")

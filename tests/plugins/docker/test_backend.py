@@ -240,3 +240,31 @@ def test_preflight_reports_the_daemon_api_version_and_default_image(
     assert list(down) == ["docker daemon reachable"]
     ok, detail = down["docker daemon reachable"]
     assert not ok and "nothing.sock is unreachable" in detail
+
+
+def test_an_oom_kill_is_recognised_from_the_engine_events_too(
+    docker_engine: docker.DockerClient, busybox_image: str, test_id: str
+) -> None:
+    # The engine's OOMKilled flag can lose a race with the exit under load; the "oom" event is
+    # the second source. Here both sources are checked on a real OOM kill and a plain SIGKILL.
+    labels = {"agent.test": test_id}
+    oom = docker_engine.containers.create(
+        busybox_image,
+        ["sh", "-c", "x=$(head -c 64m /dev/zero | tr '\\0' x)"],
+        network_mode="none",
+        mem_limit="8m",
+        labels=labels,
+    )
+    killed = docker_engine.containers.create(busybox_image, ["sleep", "60"], network_mode="none", labels=labels)
+    oom.start()
+    killed.start()
+    killed.kill()
+    for container in (oom, killed):
+        container.wait(timeout=30)
+        container.reload()
+        assert container.attrs["State"]["ExitCode"] == 137
+    assert agent_plugin_docker._oom_event(oom)
+    assert agent_plugin_docker._oom_killed(oom, 137)
+    assert not agent_plugin_docker._oom_event(killed)
+    assert not agent_plugin_docker._oom_killed(killed, 137)
+    assert agent_plugin_docker._exit_reason(killed, 137) == "killed by signal 9"

@@ -170,30 +170,11 @@ class MonitoredBackend(Backend):
 # --- servers, runs and agents ----------------------------------------------------------------
 
 
-def stop_server(server: APIServer) -> None:
-    """``server.stop()``, tolerating a race in ``RunningServer.stop`` (a core bug).
-
-    ``RunningServer.stop`` sets ``stopping`` before it pulls waitress's trigger; when the serving
-    loop wakes from its 0.5 s poll in between, it closes every socket (the trigger too) and
-    ``pull_trigger`` fails with ``OSError: [Errno 9] Bad file descriptor``. The loop is ending
-    anyway: wait for its thread so that the port is free for ``start()`` again.
-    """
-    running = server._running
-    try:
-        server.stop()
-    except OSError:
-        assert running is not None
-        running.thread.join(10)
-        server._running = None
-
-
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[APIServer]:
     """A real API server over a fresh SQLite file (the default server of ``make_agent``)."""
-    server = APIServer(f"sqlite:///{tmp_path / 'api.db'}").start()
-    yield server
-    stop_server(server)
-    server.close()
+    with APIServer(f"sqlite:///{tmp_path / 'api.db'}") as server:
+        yield server
 
 
 @pytest.fixture
@@ -248,6 +229,7 @@ class AgentFactory:
         self._count = 0
         self._started: list[tuple[Agent, threading.Thread]] = []
         self._prepared: list[Agent] = []
+        self._created: list[Agent] = []
         self._managers: list[tuple[Any, list[Any]]] = []
         self.errors: dict[str, BaseException] = {}
 
@@ -272,6 +254,7 @@ class AgentFactory:
         pm = get_plugin_manager(backend, load_entrypoints=False, plugins=plugins)
         self._managers.append((pm, plugins))
         agent = Agent(AgentSettings(backend=backend, **{**FAST_SETTINGS, **settings}), client, pm, clock=clock)
+        self._created.append(agent)
         if start:
             self.start(agent)
         elif prepare:
@@ -307,6 +290,10 @@ class AgentFactory:
             agent.stop()
             agent.pool.drain(5)
             agent.run_logs.stop()
+        started = {id(agent) for agent, _ in self._started}
+        for agent in self._created:
+            if id(agent) not in started and agent not in self._prepared:
+                agent.pool.drain(1)  # ends the deploy threads the Agent made
         for pm, plugins in self._managers:
             for plugin in plugins:
                 if pm.is_registered(plugin):

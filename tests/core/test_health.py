@@ -11,7 +11,7 @@ import requests
 from agent_core.client import APIClient
 from agent_core.errors import StartupError
 from agent_core.testing.servers import APIServer
-from tests.core.conftest import Backend, FakeClock, create_run, stop_server, wait_until
+from tests.core.conftest import Backend, FakeClock, create_run, wait_until
 
 
 def free_port() -> int:
@@ -48,7 +48,7 @@ def test_an_unreachable_api_is_a_problem_only_after_the_stall_threshold(
     sqlite_server: APIServer, make_agent, clock: FakeClock
 ) -> None:
     agent = make_agent(clock=clock, prepare=True, stall_threshold=30)
-    stop_server(sqlite_server)
+    sqlite_server.stop()
 
     agent.poll_once()
     clock.advance(29)
@@ -134,16 +134,8 @@ def _get(url: str) -> requests.Response | None:
         return None
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: RunningServer.stop (agent_core/server/serve.py) sets `stopping` before pulling "
-        "waitress's trigger; if the serving loop wakes from its 0.5 s poll in between, it closes "
-        "every socket and pull_trigger raises OSError EBADF (seen intermittently under load when "
-        "tests stop an APIServer; the agent's health server stops the same way)"
-    ),
-    strict=True,
-)
 def test_stopping_a_server_whose_loop_woke_first_is_clean() -> None:
+    """Regression: RunningServer.stop raised EBADF when the serving loop closed its trigger first."""
     from agent_core.engine.health import create_health_app
     from agent_core.server.serve import serve_in_thread
 

@@ -105,15 +105,8 @@ def test_call_each_collects_results_and_skips_failures(caplog: pytest.LogCapture
     assert [r.getMessage() for r in caplog.records] == ["preflight hook of plugin 'two' failed"]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: Agent.shutdown calls on_shutdown before joining the heartbeat thread, so a heartbeat "
-        "round in progress (or one started as stop() lands) calls heartbeat hooks during and after "
-        "on_shutdown, on resources the plugin has released"
-    ),
-    strict=True,
-)
 def test_no_heartbeat_hook_runs_during_or_after_on_shutdown(make_agent) -> None:
+    """Regression: shutdown called on_shutdown before joining the heartbeat thread."""
     events: list[str] = []
     beating = threading.Event()
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent_core.client import APIClient
 from agent_core.testing.servers import APIServer
-from tests.core.conftest import Backend, FakeClock, create_run, stop_server, wait_until
+from tests.core.conftest import Backend, FakeClock, create_run, wait_until
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_the_agent_rides_out_an_api_outage_and_deploys_the_runs_created_meanwhil
     wait_until(lambda: agent.health()["last_successful_poll"])
     assert agent.health()["status"] == "ok"
 
-    stop_server(sqlite_server)
+    sqlite_server.stop()
 
     def outage_warnings() -> list[str]:
         return [
@@ -52,7 +52,7 @@ def test_a_claim_lost_to_an_outage_is_resolved_by_reading_the_run_back(
     backend = Backend()
     agent = make_agent([backend], clock=clock, prepare=True)
     run = create_run(sqlite_api, scheduled_start_time=clock.now().add(seconds=1))
-    deploy_waits = iter([lambda: stop_server(sqlite_server), sqlite_server.start])
+    deploy_waits = iter([sqlite_server.stop, sqlite_server.start])
 
     def on_wait(_: float) -> None:
         if threading.current_thread().name.startswith("deploy"):

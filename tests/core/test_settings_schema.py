@@ -81,7 +81,8 @@ def test_settings_from_the_environment_reach_the_backend_through_its_schema(make
 @pytest.mark.xfail(
     reason=(
         "BUG: the ConfigError from load_backend_contract() inside Agent.start is replaced by "
-        "RuntimeError('cannot join thread before it is started') from shutdown() -> Monitor.stop()"
+        "RuntimeError('cannot join thread before it is started') from shutdown() -> "
+        "RunLogShipper.stop(), whose thread was never started"
     ),
     strict=True,
 )

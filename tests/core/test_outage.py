@@ -69,3 +69,21 @@ def test_a_claim_lost_to_an_outage_is_resolved_by_reading_the_run_back(
     # ...so the next poll takes it.
     assert agent.poll_once() is True
     wait_until(lambda: backend.deployed)
+
+
+def test_failed_polls_back_off_on_the_capped_schedule_warning_each_time(
+    sqlite_server: APIServer, make_agent, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = make_agent(clock=clock, prepare=True, max_polls=9)
+    agent.poll_once()  # one success, at the clock's start
+    sqlite_server.stop()
+    try:
+        agent.poll_loop()
+    finally:
+        sqlite_server.start()
+
+    assert clock.waits_of("MainThread")[:8] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    warnings = [r.getMessage() for r in caplog.records if "last success" in r.getMessage()]
+    assert len(warnings) == 9
+    assert "last success 0 s ago" in warnings[0]
+    assert "last success 36 s ago" in warnings[-1]  # 0.25 + 0.5 + 1 + 2 + 4 + 8 + 10 + 10 = 35.75 s later

@@ -447,11 +447,18 @@ def _oom_event(container: Container) -> bool:
 
 def _exit_reason(container: Container, code: int) -> str:
     state = container.attrs.get("State", {})
+    limit = container.attrs.get("HostConfig", {}).get("Memory") or 0
     reasons = []
     if _oom_killed(container, code):
-        limit = container.attrs.get("HostConfig", {}).get("Memory") or 0
         within = f" of {_size(limit)}" if limit else ""
         reasons.append(f"OOM-killed: the container reached its memory limit{within}")
+    elif code == 137 and limit:
+        # An OOM kill in the first moments of a container can leave no trace at all (the
+        # engine starts listening for OOM notices only after the process is running).
+        reasons.append(
+            f"killed by signal 9, perhaps out of memory: the engine saw no OOM kill, "
+            f"but the container has a memory limit of {_size(limit)}"
+        )
     elif code > 128:
         reasons.append(f"killed by signal {code - 128}")
     if state.get("Error"):

@@ -73,7 +73,8 @@ def test_a_non_zero_exit_fails_the_run_with_the_code_and_the_output_tail(
 def test_an_oom_killed_container_fails_the_run_naming_the_oom(client: APIClient, start_agent: StartAgent) -> None:
     run = create_run(
         client,
-        "sh -c 'echo allocating; x=$(head -c 64m /dev/zero | tr \"\\0\" x); echo survived'",
+        # The pause: an OOM kill in a container's first milliseconds can escape the engine.
+        "sh -c 'echo allocating; sleep 0.3; x=$(head -c 64m /dev/zero | tr \"\\0\" x); echo survived'",
         {"type": "docker", "mem_limit": "8m"},
     )
     start_agent()
@@ -250,16 +251,20 @@ def test_an_oom_kill_is_recognised_from_the_engine_events_too(
     labels = {"agent.test": test_id}
     oom = docker_engine.containers.create(
         busybox_image,
-        ["sh", "-c", "x=$(head -c 64m /dev/zero | tr '\\0' x)"],
+        ["sh", "-c", "sleep 0.3; x=$(head -c 64m /dev/zero | tr '\\0' x)"],
         network_mode="none",
         mem_limit="8m",
         labels=labels,
     )
     killed = docker_engine.containers.create(busybox_image, ["sleep", "60"], network_mode="none", labels=labels)
-    oom.start()
-    killed.start()
+    limited = docker_engine.containers.create(
+        busybox_image, ["sleep", "60"], network_mode="none", mem_limit="64m", labels=labels
+    )
+    for container in (oom, killed, limited):
+        container.start()
     killed.kill()
-    for container in (oom, killed):
+    limited.kill()
+    for container in (oom, killed, limited):
         container.wait(timeout=30)
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 137
@@ -268,3 +273,6 @@ def test_an_oom_kill_is_recognised_from_the_engine_events_too(
     assert not agent_plugin_docker._oom_event(killed)
     assert not agent_plugin_docker._oom_killed(killed, 137)
     assert agent_plugin_docker._exit_reason(killed, 137) == "killed by signal 9"
+    # With a memory limit, an unexplained SIGKILL is reported as a possible OOM kill.
+    assert "perhaps out of memory" in agent_plugin_docker._exit_reason(limited, 137)
+    assert "64 MiB" in agent_plugin_docker._exit_reason(limited, 137)

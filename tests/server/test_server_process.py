@@ -99,13 +99,6 @@ def test_the_data_outlives_the_server_process(tmp_path, server_process):
     reopened.close()
 
 
-@pytest.mark.xfail(
-    reason="BUG: serve.RunningServer.stop sets the stop event before pulling waitress's trigger; when the "
-    "serving thread sees the event first it closes every socket (the trigger too) and the pull then "
-    "fails with OSError EBADF (or writes into a reused descriptor). Seen as random teardown errors "
-    "of the api_server fixture under load",
-    strict=True,
-)
 def test_stopping_a_server_whose_loop_already_saw_the_stop_is_clean(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'api.db'}")
     running = start_in_thread(store, "127.0.0.1", 0)

@@ -119,7 +119,8 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment 
     :param agent: the agent; ``agent.flow_run_env(flow_run, run_config_env)`` gives the
         environment every workload gets.
     :return: a :class:`~agent_core.models.Deployment` (recorded on the run and logged as
-        "Submitted for execution: ...") or a plain description string.
+        "Submitted for execution: ...") or a plain description string. ``None`` (no
+        implementation answered) fails the run.
     :raise Exception: the run is marked Failed; the exception's message goes to its logs.
     """
 

@@ -50,14 +50,6 @@ def test_a_user_key_is_refused_saying_a_runner_key_is_needed(auth_server: APISer
     assert "agent keys create --role runner" in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a start-up error raised by connect() inside Agent.start is replaced by "
-        "RuntimeError('cannot join thread before it is started') from shutdown() -> "
-        "RunLogShipper.stop(), whose thread was never started"
-    ),
-    strict=True,
-)
 def test_start_with_a_user_key_fails_with_the_startup_error(auth_server: APIServer, make_agent) -> None:
     agent = make_agent(client=auth_server.client(key_for(auth_server, "user")))
 

@@ -212,14 +212,6 @@ def test_a_raising_on_startup_hook_aborts_start_before_polling(make_agent) -> No
     assert agent.polls == 0
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: Agent.start's finally calls shutdown() -> RunLogShipper.stop() (engine/runlogs.py) "
-        "joins the run-log thread, which is started only after on_startup, so RuntimeError('cannot "
-        "join thread before it is started') replaces the on_startup error"
-    ),
-    strict=True,
-)
 def test_a_raising_on_startup_hook_aborts_start_with_its_message(make_agent) -> None:
     _, _, error = start_failing(make_agent)
 

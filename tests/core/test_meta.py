@@ -39,18 +39,7 @@ def test_every_hook_spec_says_who_calls_it_and_on_which_thread(hook: str) -> Non
     assert "thread" in doc, f"{hook}: the docstring does not say on which thread"
 
 
-DEPLOY_FLOW_NONE = pytest.mark.xfail(
-    reason=(
-        "BUG (docs): hookspecs.deploy_flow's ':return:' does not say what None means; the engine "
-        'fails the run with "backend ... returned nothing from deploy_flow"'
-    ),
-    strict=True,
-)
-FIRSTRESULT_HOOKS = [
-    pytest.param(name, marks=DEPLOY_FLOW_NONE) if name == "deploy_flow" else name
-    for name, opts in sorted(hook_specs().items())
-    if opts.get("firstresult")
-]
+FIRSTRESULT_HOOKS = [name for name, opts in sorted(hook_specs().items()) if opts.get("firstresult")]
 
 
 @pytest.mark.parametrize("hook", FIRSTRESULT_HOOKS)

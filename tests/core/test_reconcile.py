@@ -67,15 +67,6 @@ def test_a_run_claimed_but_never_deployed_is_failed_on_restart(make_agent, sqlit
     assert backend.deployed == []
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: Agent.reconcile marks Failed every Submitted/Running run of this agent without a "
-        "recorded deployment, but a deploy_flow that returns a plain string (allowed by the spec) "
-        "never records one (deploy_claimed only calls set_deployment when platform_id is set): a "
-        "restarted agent fails runs whose workloads are alive"
-    ),
-    strict=True,
-)
 def test_a_run_deployed_with_a_plain_string_is_left_alone_on_restart(make_agent, sqlite_api: APIClient) -> None:
     run = create_run(sqlite_api)
     deploy_then_stop(make_agent, Backend(behaviour=lambda **_: "job 17 on the mainframe"), run["id"])

@@ -78,14 +78,6 @@ def test_settings_from_the_environment_reach_the_backend_through_its_schema(make
     assert agent.backend_settings == {"image": "img", "workers": 5}
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: the ConfigError from load_backend_contract() inside Agent.start is replaced by "
-        "RuntimeError('cannot join thread before it is started') from shutdown() -> "
-        "RunLogShipper.stop(), whose thread was never started"
-    ),
-    strict=True,
-)
 def test_start_with_an_invalid_setting_fails_with_the_config_error(make_agent) -> None:
     agent = make_agent([SettingsBackend()], backend_settings={"image": "img", "workers": "many"})
 

@@ -485,11 +485,12 @@ class Agent:
             self.write_run_log(run.id, message, "ERROR")
             self.set_final_state(run, State.FAILED, message)
             return
-        if deployment.platform_id:
-            try:
-                self.client.set_deployment(run.id, deployment.to_dict())
-            except AgentError as exc:
-                self.logger.warning("Could not record the deployment of run %s: %s", run.id, exc)
+        # Recorded even without a platform id (a backend returning a plain string), so that a
+        # restarted agent knows this run was deployed and does not fail it.
+        try:
+            self.client.set_deployment(run.id, deployment.to_dict())
+        except AgentError as exc:
+            self.logger.warning("Could not record the deployment of run %s: %s", run.id, exc)
         run.deployment = deployment.to_dict()
         self.logger.info("Completed deployment of flow run %s", run.id)
         self.write_run_log(run.id, f"Submitted for execution: {deployment}")

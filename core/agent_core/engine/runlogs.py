@@ -54,6 +54,9 @@ class RunLogShipper:
         return self._idle.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
+        if not self._thread.is_alive():
+            self._send()  # never started (a failed start-up): send what was written, once
+            return
         self.flush(timeout)
         self._stop.set()
         self._wake.set()

@@ -11,12 +11,6 @@ import pytest
 from agent_core.testing.servers import APIServer
 from tests.e2e.conftest import free_port, make_run_factory, python_command, wait_for_state
 
-MONITOR_STOP_BUG = (
-    "BUG: Agent.start's finally calls shutdown() -> Monitor.stop() -> Thread.join() on a monitor thread "
-    "that was never started (start-up failed before monitor.start()): RuntimeError 'cannot join thread "
-    "before it is started' with a traceback replaces the start-up error"
-)
-
 
 @pytest.fixture
 def auth_server(sqlite_url: str) -> Iterator[APIServer]:
@@ -29,7 +23,6 @@ def _assert_clear_error(errors: str) -> None:
     assert errors.strip(), "the error should be on stderr"
 
 
-@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
 def test_a_key_the_api_refuses_stops_the_agent_with_a_message_asking_for_a_runner_key(auth_server, start_agent):
     agent = start_agent(auth_server, "--key", "not-a-real-key", ready=False)
 
@@ -38,7 +31,6 @@ def test_a_key_the_api_refuses_stops_the_agent_with_a_message_asking_for_a_runne
     assert "runner key" in agent.errors()
 
 
-@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
 def test_a_user_role_key_stops_the_agent_with_a_message_asking_for_a_runner_key(auth_server, start_agent):
     _, user_key = auth_server.store.create_key(auth_server.store.ensure_tenant("default"), "user")
     agent = start_agent(auth_server, "--key", user_key, ready=False)
@@ -74,7 +66,6 @@ def test_an_unknown_backend_lists_the_installed_ones_and_names_the_package_to_in
     assert "pip install agent-plugin-nope" in done.stderr
 
 
-@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
 def test_an_invalid_backend_setting_is_a_start_up_error_naming_it(run_cli):
     done = run_cli("start", "--backend", "local", "--api", "http://127.0.0.1:9", "--set", "no_such_setting=1")
 
@@ -83,7 +74,6 @@ def test_an_invalid_backend_setting_is_a_start_up_error_naming_it(run_cli):
     assert "no_such_setting" in done.stderr
 
 
-@pytest.mark.xfail(reason=MONITOR_STOP_BUG, strict=True)
 def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_agent):
     agent = start_agent(f"http://127.0.0.1:{free_port()}", ready=False)
     time.sleep(1.5)  # it is now retrying the connection

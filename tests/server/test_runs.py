@@ -344,15 +344,20 @@ def test_concurrent_registrations_of_one_name_make_one_agent(api_server, api, re
                 strict=True,
             )
         )
-    barrier = threading.Barrier(8)
+    names = [f"same-name-{i}" for i in range(5)]  # several rounds, so that the race is really run
 
-    def register(_):
-        client = api_server.client()
-        barrier.wait(timeout=30)
-        return client.register_agent(name="same-name", backend="local", labels=[])["id"]
+    def register_together(name):
+        barrier = threading.Barrier(8)
 
-    with ThreadPoolExecutor(8) as pool:
-        ids = set(pool.map(register, range(8)))
+        def register(_):
+            client = api_server.client()
+            barrier.wait(timeout=30)
+            return client.register_agent(name=name, backend="local", labels=[])["id"]
 
-    assert len(ids) == 1
-    assert [a["name"] for a in api.list_agents()] == ["same-name"]
+        with ThreadPoolExecutor(8) as pool:
+            return set(pool.map(register, range(8)))
+
+    ids = [register_together(name) for name in names]
+
+    assert [len(round_ids) for round_ids in ids] == [1] * len(names)
+    assert sorted(a["name"] for a in api.list_agents()) == names

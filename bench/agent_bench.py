@@ -137,9 +137,11 @@ def submitted_latency(server: APIServer, tenant: str, run_id: str, timeout: floa
     raise RuntimeError(f"run {run_id} was not claimed within {timeout:g}s")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU seconds used by ``pid`` itself, or (``children``) by its children it has waited for."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    first = 13 if children else 11  # utime, stime / cutime, cstime
+    return (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
 
 
 def rss_mib(pid: int) -> float:
@@ -187,8 +189,17 @@ def in_parallel(target, jobs: list[tuple]) -> None:
         thread.join(600)
 
 
-def throughput(server: APIServer, tenant: str, workdir: Path, runs: int) -> tuple[float, float, float]:
-    """(runs per second, seconds, claims per second) for ``runs`` runs of ``true`` on one agent."""
+@dataclass
+class Throughput:
+    runs_per_second: float
+    seconds: float
+    claims_per_second: float
+    agent_cpu_ms_per_run: float  # the agent process itself
+    children_cpu_ms_per_run: float  # the supervisors and their workloads
+
+
+def throughput(server: APIServer, tenant: str, workdir: Path, runs: int) -> Throughput:
+    """``runs`` runs of ``true`` created at once for one agent with the default settings."""
     flow = server.store.register_flow(tenant, {"name": "bench-true", "command": "true"})[0]
     agent = start_agent(server, workdir, "bench-throughput")
     try:
@@ -205,6 +216,9 @@ def throughput(server: APIServer, tenant: str, workdir: Path, runs: int) -> tupl
                 break
             time.sleep(0.25)
         elapsed = time.monotonic() - begin
+        time.sleep(2)  # the last supervisors are waited for by the monitor
+        own = cpu_seconds(agent.proc.pid) * 1000 / runs
+        children = cpu_seconds(agent.proc.pid, children=True) * 1000 / runs
         stamps = []
         for run_id in created:
             history = server.store.state_history(tenant, run_id)
@@ -213,7 +227,8 @@ def throughput(server: APIServer, tenant: str, workdir: Path, runs: int) -> tupl
         failed = [r for r in final if r["state"]["type"] != "Success"]
         if len(final) < runs or failed:
             print(f"warning: {len(final)}/{runs} final, {len(failed)} not Success", file=sys.stderr)
-        return runs / elapsed, elapsed, len(stamps) / claim_span if claim_span else float("nan")
+        claims = len(stamps) / claim_span if claim_span else float("nan")
+        return Throughput(runs / elapsed, elapsed, claims, own, children)
     finally:
         agent.end()
         end_workloads(agent.home)
@@ -275,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 end_workloads(agent.home)
 
         print(f"running {args.runs} trivial local runs...", file=sys.stderr)
-        per_second, elapsed, claims_per_second = throughput(server, tenant, workdir, args.runs)
+        result = throughput(server, tenant, workdir, args.runs)
 
     def latency_row(values: list[float]) -> str:
         if not values:
@@ -288,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         ("pickup latency, idle agent, poke", latency_row(poked)),
         (
             f"throughput, {args.runs} x `true`",
-            f"{per_second:.1f} runs/s ({elapsed:.1f} s; claims {claims_per_second:.0f}/s)",
+            f"{result.runs_per_second:.1f} runs/s ({result.seconds:.1f} s; claims {result.claims_per_second:.0f}/s)",
+        ),
+        (
+            "CPU per run",
+            f"agent {result.agent_cpu_ms_per_run:.0f} ms, supervisor+workload {result.children_cpu_ms_per_run:.0f} ms",
         ),
         (f"idle agent CPU ({args.idle_seconds:g} s window)", f"{cpu_pct:.2f} %"),
         ("idle agent RSS", f"{rss:.1f} MiB"),

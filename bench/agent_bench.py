@@ -191,23 +191,21 @@ def in_parallel(target, jobs: list[tuple]) -> None:
 
 @dataclass
 class Throughput:
-    runs_per_second: float
+    runs_per_second: float  # first claim -> last final state, by the API's timestamps
     seconds: float
-    claims_per_second: float
+    claims_per_second: float  # first claim -> last claim
     agent_cpu_ms_per_run: float  # the agent process itself
     children_cpu_ms_per_run: float  # the supervisors and their workloads
 
 
 def throughput(server: APIServer, tenant: str, workdir: Path, runs: int) -> Throughput:
-    """``runs`` runs of ``true`` created at once for one agent with the default settings."""
+    """``runs`` runs of ``true``, all due before the agent starts; one agent with the default settings."""
     flow = server.store.register_flow(tenant, {"name": "bench-true", "command": "true"})[0]
+    created = [server.store.create_run(tenant, {"flow_id": flow["id"]})[0]["id"] for _ in range(runs)]
     agent = start_agent(server, workdir, "bench-throughput")
     try:
         agent.wait_ready()
-        created = [server.store.create_run(tenant, {"flow_id": flow["id"]})[0]["id"] for _ in range(runs)]
-        begin = time.monotonic()
-        agent.poke()
-        deadline = begin + 600
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             final, _ = server.store.list_runs(
                 tenant, limit=runs + 1, states=["Success", "Failed", "Cancelled"], flow="bench-true"
@@ -215,23 +213,25 @@ def throughput(server: APIServer, tenant: str, workdir: Path, runs: int) -> Thro
             if len(final) >= runs:
                 break
             time.sleep(0.25)
-        elapsed = time.monotonic() - begin
-        time.sleep(2)  # the last supervisors are waited for by the monitor
+        time.sleep(2)  # the monitor waits for the last supervisors
         own = cpu_seconds(agent.proc.pid) * 1000 / runs
         children = cpu_seconds(agent.proc.pid, children=True) * 1000 / runs
-        stamps = []
-        for run_id in created:
-            history = server.store.state_history(tenant, run_id)
-            stamps += [pendulum.parse(s["timestamp"]) for s in history if s["type"] == "Submitted"]
-        claim_span = (max(stamps) - min(stamps)).total_seconds() if len(stamps) > 1 else float("nan")
-        failed = [r for r in final if r["state"]["type"] != "Success"]
-        if len(final) < runs or failed:
-            print(f"warning: {len(final)}/{runs} final, {len(failed)} not Success", file=sys.stderr)
-        claims = len(stamps) / claim_span if claim_span else float("nan")
-        return Throughput(runs / elapsed, elapsed, claims, own, children)
     finally:
         agent.end()
         end_workloads(agent.home)
+    claims, ends = [], []
+    for run_id in created:
+        for state in server.store.state_history(tenant, run_id):
+            if state["type"] == "Submitted":
+                claims.append(pendulum.parse(state["timestamp"]))
+            elif state["type"] in ("Success", "Failed", "Cancelled"):
+                ends.append(pendulum.parse(state["timestamp"]))
+    failed = [r for r in final if r["state"]["type"] != "Success"]
+    if len(ends) < runs or failed:
+        print(f"warning: {len(ends)}/{runs} final, {len(failed)} not Success", file=sys.stderr)
+    span = (max(ends) - min(claims)).total_seconds()
+    claim_span = (max(claims) - min(claims)).total_seconds()
+    return Throughput(len(ends) / span, span, len(claims) / claim_span, own, children)
 
 
 # --- main ------------------------------------------------------------------------------------

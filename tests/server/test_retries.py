@@ -124,11 +124,6 @@ def test_a_failure_from_any_active_state_is_retried(api, make_flow, via):
     assert (retried["state"]["type"], retried["attempt"]) == ("Scheduled", 2)
 
 
-@pytest.mark.xfail(
-    reason="BUG: Store.set_state retries any Failed run with attempts left, even one the user "
-    "asked to cancel (Cancelling -> Failed is rescheduled instead of staying Failed)",
-    strict=True,
-)
 def test_a_run_that_fails_while_cancelling_is_not_retried(api, make_flow):
     run = api.create_flow_run(flow_id=make_flow()["id"], max_retries=2)
     api.set_flow_run_state(run["id"], version=1, state="Running")

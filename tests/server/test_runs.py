@@ -334,16 +334,7 @@ def test_registering_an_agent_name_again_keeps_its_id(api):
     assert [a["id"] for a in api.list_agents()] == [first["id"]]
 
 
-def test_concurrent_registrations_of_one_name_make_one_agent(api_server, api, request):
-    if api_server.db_url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="BUG: Store.register_agent looks the name up then inserts, with no unique (tenant_id, "
-                "name) constraint; on PostgreSQL (READ COMMITTED) agents starting together under one name "
-                "each insert a row and get different ids",
-                strict=True,
-            )
-        )
+def test_concurrent_registrations_of_one_name_make_one_agent(api_server, api):
     names = [f"same-name-{i}" for i in range(5)]  # several rounds, so that the race is really run
 
     def register_together(name):

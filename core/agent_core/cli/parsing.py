@@ -53,11 +53,11 @@ def json_or_file(value: str | None, what: str) -> dict[str, Any] | None:
     return data
 
 
-def duration(value: str) -> float:
+def duration(value: str, option: str | None = None) -> float:
     """``90``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
     match = DURATION.match(value)
     if not value.strip() or not match or not any(match.groups()):
-        raise typer.BadParameter(f"not a duration: {value!r}; use e.g. 30s, 5m, 1h30m")
+        raise typer.BadParameter(f"not a duration: {value!r}; use e.g. 30s, 5m, 1h30m", param_hint=option)
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
 

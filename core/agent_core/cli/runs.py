@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -48,7 +49,7 @@ def create(
     """Create a flow run, scheduled now unless --at or --in says otherwise."""
     if at and in_:
         raise typer.BadParameter("give --at or --in, not both")
-    start = moment(at) if at else pendulum.now("UTC").add(seconds=duration(in_)) if in_ else None
+    start = moment(at) if at else pendulum.now("UTC").add(seconds=duration(in_, "--in")) if in_ else None
     client = state(ctx).client
     # The flow may be named by id or name; the API resolves either through flow_name.
     run = client.create_flow_run(
@@ -59,7 +60,7 @@ def create(
         scheduled_start_time=start.in_timezone("UTC").isoformat() if start else None,
         idempotency_key=idempotency_key,
         max_retries=retries,
-        retry_delay_seconds=duration(retry_delay),
+        retry_delay_seconds=duration(retry_delay, "--retry-delay"),
         name=name,
     )
     if output == Format.json:
@@ -139,7 +140,7 @@ def show(
 def _print_logs(items: list[dict[str, Any]], output: Format) -> None:
     for item in items:
         if output == Format.json:
-            emit_json(item)
+            print(json.dumps(item), flush=True)  # one object per line, for scripts that stream
         else:
             level = item["level"]
             style = {"ERROR": "red", "WARNING": "yellow", "CRITICAL": "red bold"}.get(level, "dim")

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from agent_core import __version__
 from agent_core.server.routing import Endpoint
-from agent_core.server.schemas import RunConfigField, UTCDateTime
+from agent_core.server.schemas import RunConfigField, UniversalRunConfigSchema, UTCDateTime
 
 ERROR = {
     "type": "object",
@@ -28,11 +28,16 @@ def field_schema(field: fields.Field) -> dict[str, Any]:
     elif isinstance(field, fields.List):
         out = {"type": "array", "items": field_schema(field.inner)}
     elif isinstance(field, RunConfigField):
+        # Any backend's type passes through; a universal one is checked here, as the server does.
+        universal = schema_to_json(UniversalRunConfigSchema())
+        universal["properties"]["type"] = {"const": "universal"}
         out = {
             "type": "object",
-            "properties": {"type": {"type": "string"}},
+            "properties": {"type": {"type": "string", "minLength": 1}},
             "required": ["type"],
             "additionalProperties": True,
+            "if": {"properties": {"type": {"const": "universal"}}},
+            "then": universal,
         }
     elif isinstance(field, fields.Dict):
         out = {"type": "object"}
@@ -80,6 +85,8 @@ def schema_to_json(schema: Schema) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         out["required"] = required
+    # Rules a schema checks across fields (e.g. "flow_id or flow_name") it states itself.
+    out.update(getattr(schema, "openapi_extra", {}))
     return out
 
 

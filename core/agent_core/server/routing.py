@@ -101,9 +101,40 @@ def read_json(req: falcon.Request, max_body: int) -> Any:
             415,
         )
     try:
-        return json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("Malformed JSON", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Malformed JSON", f"nested deeper than {MAX_DEPTH} levels") from None
+    check_text(data, "body")
+    return data
+
+
+MAX_DEPTH = 64
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_text(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse what JSON can carry but storage cannot: NUL characters, lone surrogates, deep nesting."""
+    if depth > MAX_DEPTH:
+        raise BadRequest("Malformed JSON", f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("Invalid request", {where: "contains a NUL character"})
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("Invalid request", {where: "contains a lone surrogate (not valid Unicode)"}) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, where, depth + 1)
+            check_text(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_text(item, f"{where}[{index}]", depth + 1)
 
 
 def load(schema: type[Schema], data: Any, where: str) -> dict[str, Any]:
@@ -133,7 +164,10 @@ def make_resource(endpoints: list[Endpoint], store: Store, auth: Authenticator, 
             body: dict[str, Any] = {}
             if endpoint.body is not None:
                 body = load(endpoint.body, read_json(req, max_body), "body")
+            for name, value in params.items():
+                check_text(value, name)
             query: dict[str, Any] = {}
+            check_text(dict(req.params), "query")
             if endpoint.query is not None:
                 query = load(endpoint.query, dict(req.params), "query")
             elif req.params:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pendulum
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -26,7 +26,10 @@ class UTCDateTime(fields.DateTime):
             raise ValidationError(f"not an ISO 8601 date-time: {value!r}") from None
         if not isinstance(parsed, pendulum.DateTime):
             raise ValidationError(f"not a date-time: {value!r}")
-        return parsed.in_timezone("UTC")
+        try:
+            return parsed.in_timezone("UTC")
+        except (OverflowError, ValueError):
+            raise ValidationError(f"out of range once converted to UTC: {value!r}") from None
 
 
 class StrictInteger(fields.Integer):
@@ -35,6 +38,8 @@ class StrictInteger(fields.Integer):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError("must be an integer")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValidationError("must be an integer, not a fraction")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -93,6 +98,8 @@ class FlowCreateSchema(Base):
 
 
 class FlowRunCreateSchema(Base):
+    openapi_extra: ClassVar[dict[str, Any]] = {"anyOf": [{"required": ["flow_id"]}, {"required": ["flow_name"]}]}
+
     flow_id = StrictString(validate=validate.Length(min=1, max=36))
     flow_name = StrictString(validate=NAME)
     name = StrictString(validate=NAME)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,8 @@ def _sqlite_engine(url: sa.engine.URL) -> Engine:
         # pysqlite's own implicit BEGIN would be DEFERRED; we issue ours in `_on_begin`.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -65,6 +67,23 @@ def _sqlite_engine(url: sa.engine.URL) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    # WAL is a property of the file: once set it stays, so only a new file needs the switch.
+    # The switch needs an exclusive lock and fails at once ("database is locked") instead of
+    # waiting when another process writes, so it is retried within the busy timeout.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")  # an in-memory database stays "memory"
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -162,9 +162,27 @@ def _v2_retries_and_history(conn: Connection) -> None:
     )
 
 
+def _v3_unique_agent_names(conn: Connection) -> None:
+    # An agent's name is its identity. Registrations racing on PostgreSQL could insert one name
+    # twice: the most recently seen keeps it, the others get their id appended.
+    rows = conn.exec_driver_sql(
+        "SELECT id, tenant_id, name FROM agents ORDER BY tenant_id, name, last_heartbeat DESC"
+    ).fetchall()
+    seen: set[tuple[str, str]] = set()
+    for agent_id, tenant_id, name in rows:
+        if (tenant_id, name) in seen:
+            conn.execute(
+                sa.text("UPDATE agents SET name = :name WHERE id = :id"),
+                {"name": f"{name}-{agent_id[:8]}", "id": agent_id},
+            )
+        seen.add((tenant_id, name))
+    conn.exec_driver_sql("CREATE UNIQUE INDEX uq_agents_tenant_name ON agents (tenant_id, name)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "run retries and state history", _v2_retries_and_history),
+    Migration(3, "unique agent names per tenant", _v3_unique_agent_names),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

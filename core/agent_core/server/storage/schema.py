@@ -132,6 +132,8 @@ agents = sa.Table(
     sa.Column("agent_config_id", sa.String(36), nullable=True),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("last_heartbeat", UTCDateTime, nullable=False),
+    # added by migration 3
+    sa.Index("uq_agents_tenant_name", "tenant_id", "name", unique=True),
 )
 
 agent_configs = sa.Table(

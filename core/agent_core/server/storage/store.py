@@ -367,9 +367,11 @@ class Store:
         if cursor:
             created_iso, last_id = decode_cursor(cursor, 2)
             try:
-                created = pendulum.parse(str(created_iso))
+                created = pendulum.parse(str(created_iso), exact=True)
             except (ValueError, pendulum.parsing.exceptions.ParserError):
-                raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued"}) from None
+                created = None
+            if not isinstance(created, pendulum.DateTime):
+                raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued"})
             query = query.where((r.c.created < created) | ((r.c.created == created) & (r.c.id < str(last_id))))
         query = query.order_by(r.c.created.desc(), r.c.id.desc()).limit(limit + 1)
         with self._read() as conn:
@@ -406,7 +408,8 @@ class Store:
                 raise IllegalTransition("Illegal transition", f"a {current.value} run cannot become {state.value}")
             run = dict(row)
             self._apply_state(conn, run, state, message, agent_id)
-            if state == State.FAILED and run["attempt"] <= run["max_retries"]:
+            # A run someone asked to cancel is not retried, whatever its retries say.
+            if state == State.FAILED and current != State.CANCELLING and run["attempt"] <= run["max_retries"]:
                 retry_at = now().add(seconds=run["retry_delay_seconds"])
                 run["attempt"] += 1
                 run["scheduled_start_time"] = retry_at
@@ -676,9 +679,14 @@ class Store:
             cond = (t.agents.c.tenant_id == tenant_id) & (t.agents.c.name == values["name"])
             row = conn.execute(sa.select(t.agents).where(cond)).mappings().first()
             if row is None:
-                values.update(id=str(uuid.uuid4()), tenant_id=tenant_id, created=stamp)
-                conn.execute(t.agents.insert().values(**values))
-                return self._agent_dict(values)
+                new = {**values, "id": str(uuid.uuid4()), "tenant_id": tenant_id, "created": stamp}
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.agents.insert().values(**new))
+                    return self._agent_dict(new)
+                except sa.exc.IntegrityError:
+                    # Another registration of this name won the race: this one is that agent.
+                    row = conn.execute(sa.select(t.agents).where(cond)).mappings().one()
             conn.execute(t.agents.update().where(t.agents.c.id == row["id"]).values(**values))
             # Lets a starting agent notice that another one with its name is still alive.
             return {**self._agent_dict({**row, **values}), "previous_heartbeat": _iso(row["last_heartbeat"])}

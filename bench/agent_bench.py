@@ -155,7 +155,7 @@ def idle_cost(pid: int, seconds: float) -> tuple[float, float]:
     before, start = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
     used, elapsed = cpu_seconds(pid) - before, time.monotonic() - start
-    return 100 * used / elapsed, rss_mib(pid)
+    return 100 * used / elapsed, rss_mib(pid)  # /proc counts in 1/CLK_TCK s: 0.1 % resolution over 10 s
 
 
 # --- phases ----------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             "CPU per run",
             f"agent {result.agent_cpu_ms_per_run:.0f} ms, supervisor+workload {result.children_cpu_ms_per_run:.0f} ms",
         ),
-        (f"idle agent CPU ({args.idle_seconds:g} s window)", f"{cpu_pct:.2f} %"),
+        (f"idle agent CPU ({args.idle_seconds:g} s window)", f"{cpu_pct:.2f} % (ticks of {1000 / CLK_TCK:.0f} ms)"),
         ("idle agent RSS", f"{rss:.1f} MiB"),
     ]
     width = max(len(name) for name, _ in rows)

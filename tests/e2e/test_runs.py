@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pendulum
-import pytest
 
 from agent_core.testing.servers import APIServer
 from tests.e2e.conftest import (
@@ -138,12 +137,6 @@ def test_a_run_scheduled_3s_ahead_is_claimed_within_a_quarter_second_of_its_time
     assert 0 <= lateness <= 0.25, f"claimed {lateness:+.3f}s from its scheduled time"
 
 
-@pytest.mark.xfail(
-    reason="BUG: every local run starts `python -m agent_plugin_local.supervisor`, which imports the whole "
-    "agent_plugin_local package (agent_core, pendulum, marshmallow: ~175 ms of imports) before it starts the "
-    "command: the command starts 0.14-0.32 s late (timing-dependent, hence not strict)",
-    strict=False,
-)
 def test_a_run_scheduled_3s_ahead_starts_its_command_within_a_quarter_second_of_its_time(
     server, client, create_run, start_agent, tmp_path: Path
 ):
@@ -159,11 +152,6 @@ def test_a_run_scheduled_3s_ahead_starts_its_command_within_a_quarter_second_of_
     assert lateness <= 0.25, f"started {lateness:.3f}s after its scheduled time"
 
 
-@pytest.mark.xfail(
-    reason="BUG: the local backend's per-run supervisor imports agent_core (~175 ms of CPU each), so four "
-    "runs due at the same moment start their commands 0.3-0.6 s late on 2 cores",
-    strict=True,
-)
 def test_four_runs_due_at_the_same_moment_all_start_their_commands_within_a_quarter_second(
     server, client, create_run, start_agent, tmp_path: Path
 ):
@@ -193,11 +181,6 @@ def test_runs_are_deployed_one_after_another_without_waiting_for_the_previous_to
     assert time.monotonic() - begin < 4, "the three 1.5 s runs should overlap"
 
 
-@pytest.mark.xfail(
-    reason="BUG: the final state is set before the run's last output is shipped (logs are batched every 0.5 s), "
-    "so a reader that sees the final state (e.g. `agent runs logs --follow`) can miss the last lines",
-    strict=True,
-)
 def test_a_runs_output_is_in_its_logs_by_the_time_the_run_is_final(server, client, create_run, start_agent):
     runs = {create_run(f"echo output-of-run-{n}")["id"]: f"output-of-run-{n}" for n in range(5)}
     agent = start_agent(server)

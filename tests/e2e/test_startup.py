@@ -85,11 +85,6 @@ def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_
     _assert_clear_error(agent.errors() or "(empty)")
 
 
-@pytest.mark.xfail(
-    reason="BUG: --agent-address is parsed only after the API connection (Agent.start -> start_health_server), so "
-    "with the API unreachable a malformed address is never reported; the agent retries the API forever",
-    strict=True,
-)
 def test_an_agent_address_without_a_port_is_reported_even_when_the_api_is_unreachable(start_agent):
     agent = start_agent(f"http://127.0.0.1:{free_port()}", "--agent-address", "http://127.0.0.1", ready=False)
     deadline = time.monotonic() + 4

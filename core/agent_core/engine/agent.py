@@ -161,6 +161,11 @@ class Agent:
         restore = self._install_signal_handlers()
         try:
             self.load_backend_contract()
+            if self.settings.agent_address:
+                # Before connecting: a bad address is reported at once, and health answers
+                # (503, "api") while the agent waits for an absent API.
+                self._health_server = start_health_server(self, self.settings.agent_address)
+                self.logger.info("Health API on %s (/api/health, /api/poke)", self._health_server.url)
             self.connect()
             if self.stopping:
                 return
@@ -173,9 +178,6 @@ class Agent:
             self.reconcile()
             self.monitor.start()
             self._start_heartbeat()
-            if self.settings.agent_address:
-                self._health_server = start_health_server(self, self.settings.agent_address)
-                self.logger.info("Health API on %s (/api/health, /api/poke)", self._health_server.url)
             self.poll_loop()
         finally:
             self.shutdown()
@@ -213,8 +215,12 @@ class Agent:
         while not self.stopping:
             try:
                 self.client.hello()
+                self._api_failing_since = None
                 break
             except APIUnavailable as exc:
+                if self._api_failing_since is None:
+                    self._api_failing_since = self.clock.monotonic()
+                self._api_last_error = str(exc)
                 wait = max(delay.next_delay(False), 1.0)
                 self.logger.warning("API at %s unreachable (%s); retrying in %.0fs", self.client.url, exc.detail, wait)
                 self.clock.wait(self._stopping, wait)

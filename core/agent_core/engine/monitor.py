@@ -138,6 +138,7 @@ class Monitor:
             with self._lock:
                 item.cancel_thread = None  # try again next round
             return
+        self.agent.run_logs.flush(timeout=2.0)
         if self.agent.set_final_state(item.run, State.CANCELLED, "Cancelled"):
             self.untrack(run.id)
 
@@ -167,6 +168,8 @@ class Monitor:
             self._set_running(item)
         if status.kind == "running":
             return
+        # The run's output must be readable by the time anyone sees it final.
+        self.agent.run_logs.flush(timeout=2.0)
         if item.cancelling:
             done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")
         elif status.kind == "exited" and status.exit_code == 0:

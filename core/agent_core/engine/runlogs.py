@@ -15,9 +15,12 @@ from typing import Any
 import pendulum
 
 from agent_core.client import APIClient
-from agent_core.errors import APIUnavailable, NotFound
+from agent_core.errors import APIError, APIUnavailable
 
 log = logging.getLogger(__name__)
+
+# The API's limit on one log message (server/schemas.py LogEntrySchema).
+MAX_MESSAGE = 100_000
 
 
 class RunLogShipper:
@@ -37,15 +40,20 @@ class RunLogShipper:
         self._thread.start()
 
     def write(self, flow_run_id: str, message: str, level: str = "INFO") -> None:
-        entry = {
-            "flow_run_id": flow_run_id,
-            "message": message,
-            "level": level,
-            "name": self.name,
-            "timestamp": pendulum.now("UTC").isoformat(),
-        }
+        """Queue a log entry; a message longer than the API takes is split into several."""
+        stamp = pendulum.now("UTC").isoformat()
+        pieces = [message[i : i + MAX_MESSAGE] for i in range(0, len(message), MAX_MESSAGE)] or [""]
         with self._lock:
-            self._buffer.append(entry)
+            for piece in pieces:
+                self._buffer.append(
+                    {
+                        "flow_run_id": flow_run_id,
+                        "message": piece,
+                        "level": level,
+                        "name": self.name,
+                        "timestamp": stamp,
+                    }
+                )
             self._idle.clear()
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -77,23 +85,25 @@ class RunLogShipper:
                 return
             try:
                 self.client.write_logs(batch)
-            except NotFound:
-                # A run was deleted or belongs elsewhere: send the others one run at a time.
-                self._drop_unknown_runs(batch)
             except APIUnavailable as exc:
                 log.debug("run logs kept until the API returns: %s", exc)
                 return
-            except Exception:
-                log.exception("dropping %d run log entries the API refused", len(batch))
+            except APIError:
+                # One bad entry (an unknown run, a refused message) must not sink the others.
+                if not self._send_one_by_one(batch):
+                    return
             with self._lock:
                 for _ in range(len(batch)):
                     if self._buffer:
                         self._buffer.popleft()
 
-    def _drop_unknown_runs(self, batch: list[dict[str, Any]]) -> None:
-        for run_id in {e["flow_run_id"] for e in batch}:
-            entries = [e for e in batch if e["flow_run_id"] == run_id]
+    def _send_one_by_one(self, batch: list[dict[str, Any]]) -> bool:
+        """Send each entry alone, dropping the refused ones; False if the API went away."""
+        for entry in batch:
             try:
-                self.client.write_logs(entries)
-            except NotFound:
-                log.warning("dropping %d log entries of unknown run %s", len(entries), run_id)
+                self.client.write_logs([entry])
+            except APIUnavailable:
+                return False  # all are kept and sent again: a few may then appear twice
+            except APIError as exc:
+                log.warning("dropping a log entry of run %s the API refused: %s", entry["flow_run_id"], exc)
+        return True

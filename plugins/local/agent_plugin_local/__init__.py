@@ -20,14 +20,17 @@ from typing import Any
 
 from agent_core import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment, hookimpl
 from agent_core.config import agent_home
-from agent_core.errors import DeploymentError, StartupError
+from agent_core.errors import AgentError, DeploymentError, NotFound, StartupError
+from agent_core.states import FINAL_STATES
 from agent_plugin_local.rundir import RunDir
 from agent_plugin_local.schemas import LocalRunConfigSchema, LocalSettingsSchema
 
 __version__ = "0.1.0"
 
 BACKEND = "local"
-SUPERVISOR = "agent_plugin_local.supervisor"
+# Run as a file with -I -S, not with -m: importing this package (and agent-core with it) would
+# cost ~175 ms before every workload starts; the supervisor needs the standard library only.
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
 
 
 def _work_dir(agent: Any) -> Path:
@@ -147,7 +150,7 @@ def deploy_flow(flow_run: FlowRun, run_config: dict[str, Any], agent: Any) -> De
     rd.write_spec({"command": command, "argv": argv, "cwd": cwd, "run_id": flow_run.id, "attempt": flow_run.attempt})
     with rd.output.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", SUPERVISOR, str(rd.path), "--", *argv],
+            [sys.executable, "-I", "-S", str(SUPERVISOR), str(rd.path), "--", *argv],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -186,7 +189,7 @@ def _alive(agent: Any, rd: RunDir) -> bool:
             return False
         return True
     # The pid may have been reused by an unrelated process since.
-    return SUPERVISOR.encode() in cmdline and str(rd.path).encode() in cmdline
+    return str(SUPERVISOR).encode() in cmdline and str(rd.path).encode() in cmdline
 
 
 def _ship_output(agent: Any, flow_run: FlowRun, rd: RunDir, *, final: bool = False) -> None:
@@ -217,9 +220,7 @@ def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any) -> D
     if code is None:
         return DeploymentStatus.running()
     _ship_output(agent, flow_run, rd, final=True)
-    proc = _children(agent).pop(rd.key, None)
-    if proc is not None:
-        proc.wait(timeout=5)
+    _reap(agent, rd)
     reason = f"killed by signal {code - 128}" if code > 128 else ""
     return DeploymentStatus.exited(code, reason)
 
@@ -234,11 +235,13 @@ def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any, gra
     rd = _run_dir(deployment)
     pid = rd.pid()
     if pid is None or rd.exit_code() is not None or not _alive(agent, rd):
+        _reap(agent, rd)
         return True
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
         if rd.exit_code() is not None or not _alive(agent, rd):
+            _reap(agent, rd)
             return True
         time.sleep(0.05)
     _signal_group(pid, signal.SIGKILL)
@@ -247,7 +250,17 @@ def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any, gra
         time.sleep(0.05)
     if rd.exit_code() is None:
         (rd.path / "exit_code").write_text(str(128 + signal.SIGKILL))
-    return not _alive(agent, rd)
+    stopped = not _alive(agent, rd)
+    if stopped:
+        _reap(agent, rd)
+    return stopped
+
+
+def _reap(agent: Any, rd: RunDir) -> None:
+    """Wait for our own supervisor child, so that no zombie is left behind."""
+    proc = _children(agent).pop(rd.key, None)
+    if proc is not None:
+        proc.wait(timeout=5)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -262,17 +275,31 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 @hookimpl
 def heartbeat(agent: Any) -> None:
-    """Remove run directories of workloads that ended longer ago than ``retention_hours``."""
+    """Remove run directories of finished runs that ended longer ago than ``retention_hours``.
+
+    Only once the API says the run is final: until then the monitor may still need the exit
+    code (an agent that was down, an API that was away when the workload ended).
+    """
     work_dir = _work_dir(agent)
     if not work_dir.is_dir():
         return
     cutoff = time.time() - agent.backend_settings.get("retention_hours", 24.0) * 3600
     for path in work_dir.iterdir():
-        exit_file = path / "exit_code"
         try:
-            finished = exit_file.stat().st_mtime
+            finished = (path / "exit_code").stat().st_mtime
         except OSError:
             continue
-        if finished < cutoff:
-            _children(agent).pop(path.name, None)
-            shutil.rmtree(path, ignore_errors=True)
+        if finished >= cutoff or not _run_is_over(agent, RunDir(path)):
+            continue
+        _children(agent).pop(path.name, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_is_over(agent: Any, rd: RunDir) -> bool:
+    try:
+        run = agent.client.get_flow_run(rd.run_id)
+    except NotFound:
+        return True
+    except AgentError:
+        return False  # the API is away: keep everything until it can tell
+    return run["state"]["type"] in FINAL_STATES or run["attempt"] != rd.attempt

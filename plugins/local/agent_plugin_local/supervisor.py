@@ -1,7 +1,8 @@
-"""Runs one workload and records its exit code: ``python -m agent_plugin_local.supervisor RUN_DIR -- ARGV...``.
+"""Runs one workload and records its exit code: ``python -I -S supervisor.py RUN_DIR -- ARGV...``.
 
 The agent starts this in a session of its own with stdout and stderr going to the run
-directory's ``output.log``. Because the exit code lands in a file, a restarted agent (or one
+directory's ``output.log``. It uses the standard library only, so that it starts fast (it is
+run as a file, not as a module of this package). Because the exit code lands in a file, a restarted agent (or one
 that was SIGKILLed meanwhile) still learns how the workload ended.
 """
 

@@ -8,7 +8,6 @@ Nothing of the engine or the client is mocked.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from agent_core.client import APIClient
 from agent_core.engine.agent import Agent
 from agent_core.engine.settings import AgentSettings
 from agent_core.plugins import get_plugin_manager
+from agent_core.testing import harness
 from agent_core.testing.servers import APIServer
 
 # --- the hooks -----------------------------------------------------------------------------
@@ -43,14 +43,10 @@ def hook_specs() -> dict[str, dict[str, Any]]:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned) or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
-        time.sleep(interval)
+    value = harness.wait_until(predicate, timeout, interval)
+    if not value:
+        pytest.fail(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+    return value
 
 
 # --- the clock -------------------------------------------------------------------------------

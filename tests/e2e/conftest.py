@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agent_core.client import APIClient
+from agent_core.testing import harness
 from agent_core.testing.servers import APIServer
 
 AGENT_CLI = [sys.executable, "-m", "agent_core.cli.main"]
@@ -46,15 +46,11 @@ def wait_until(
     message: str | Callable[[], str] = "condition",
 ) -> T:
     """Call ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            pytest.fail(f"timed out after {timeout:g}s waiting for {text}", pytrace=False)
-        time.sleep(interval)
+    value = harness.wait_until(predicate, timeout, interval)
+    if not value:
+        text = message() if callable(message) else message
+        pytest.fail(f"timed out after {timeout:g}s waiting for {text}", pytrace=False)
+    return value
 
 
 def run_state(client: APIClient, run_id: str) -> str:

@@ -5,9 +5,7 @@ call it. Each (endpoint, role) is a case that sends a well-formed request over H
 role gets a 2xx, any other a 403.
 """
 
-import contextlib
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -52,30 +50,10 @@ PROTECTED = [endpoint for endpoint, roles in ALLOWED.items() if roles is not PUB
 MATRIX = [(endpoint, role) for endpoint, roles in ALLOWED.items() if roles is not PUBLIC for role in ROLES]
 
 
-@contextlib.contextmanager
-def _module_database(kind, tmp_path_factory, request):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agent.db'}"
-        return
-    import psycopg
-    from psycopg import sql
-
-    base = urlsplit(request.getfixturevalue("postgres_server"))
-    admin = urlunsplit(("postgresql", base.netloc, base.path or "/postgres", base.query, ""))
-    name = f"agent_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(("postgresql+psycopg", base.netloc, f"/{name}", base.query, ""))
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def server(module_db_url):
     """One server with auth on per database; every case makes the objects it acts on."""
-    with _module_database(request.param, tmp_path_factory, request) as url, APIServer(url, auth=True) as srv:
+    with APIServer(module_db_url, auth=True) as srv:
         yield srv
 
 

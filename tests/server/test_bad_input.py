@@ -6,10 +6,9 @@ hypothesis sending random JSON to every POST endpoint and random query strings t
 """
 
 import base64
-import contextlib
 import json
 import uuid
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -23,30 +22,9 @@ MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
 
 
-@contextlib.contextmanager
-def _module_database(kind, tmp_path_factory, request):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agent.db'}"
-        return
-    import psycopg
-    from psycopg import sql
-
-    base = urlsplit(request.getfixturevalue("postgres_server"))
-    admin = urlunsplit(("postgresql", base.netloc, base.path or "/postgres", base.query, ""))
-    name = f"agent_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(("postgresql+psycopg", base.netloc, f"/{name}", base.query, ""))
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request, tmp_path_factory):
-    with _module_database(request.param, tmp_path_factory, request) as url, APIServer(url) as srv:
-        srv.kind = request.param
+@pytest.fixture(scope="module")
+def server(module_db_url):
+    with APIServer(module_db_url) as srv:
         yield srv
 
 
@@ -355,7 +333,6 @@ def test_a_method_the_path_does_not_take_is_a_json_405(server):
 def fresh(api_server, api):
     """A server of this test's own, with a flow ``f``."""
     api.register_flow("f", "echo f")
-    api_server.kind = "postgres" if api_server.db_url.startswith("postgresql") else "sqlite"
     return api_server
 
 

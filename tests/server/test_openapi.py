@@ -4,9 +4,7 @@ Requests here are built from the document served at /api/openapi.json, not from 
 own schemas, so a drift between the two shows up as a failing case.
 """
 
-import contextlib
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import jsonschema
 import pytest
@@ -22,29 +20,9 @@ QUERY_ENDPOINTS = [(e.method, e.path) for e in ENDPOINTS if e.query is not None]
 ALL_ENDPOINTS = [(e.method, e.path) for e in ENDPOINTS]
 
 
-@contextlib.contextmanager
-def _module_database(kind, tmp_path_factory, request):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agent.db'}"
-        return
-    import psycopg
-    from psycopg import sql
-
-    base = urlsplit(request.getfixturevalue("postgres_server"))
-    admin = urlunsplit(("postgresql", base.netloc, base.path or "/postgres", base.query, ""))
-    name = f"agent_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(("postgresql+psycopg", base.netloc, f"/{name}", base.query, ""))
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request, tmp_path_factory):
-    with _module_database(request.param, tmp_path_factory, request) as url, APIServer(url) as srv:
+@pytest.fixture(scope="module")
+def server(module_db_url):
+    with APIServer(module_db_url) as srv:
         yield srv
 
 

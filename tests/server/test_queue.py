@@ -1,9 +1,5 @@
 """The queue: Scheduled runs due before a time whose labels are a subset of the agent's."""
 
-import contextlib
-import uuid
-from urllib.parse import urlsplit, urlunsplit
-
 import pendulum
 import pytest
 import requests
@@ -30,30 +26,10 @@ def ids_in_queue(api, labels, before=None, limit=100):
     return [r["id"] for r in api.get_queue(labels, before or pendulum.now("UTC"), limit)]
 
 
-@contextlib.contextmanager
-def _module_database(kind, tmp_path_factory, request):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agent.db'}"
-        return
-    import psycopg
-    from psycopg import sql
-
-    base = urlsplit(request.getfixturevalue("postgres_server"))
-    admin = urlunsplit(("postgresql", base.netloc, base.path or "/postgres", base.query, ""))
-    name = f"agent_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(("postgresql+psycopg", base.netloc, f"/{name}", base.query, ""))
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def table_api(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def table_api(module_db_url):
     """One server per database for the label table: each case looks only for its own run."""
-    with _module_database(request.param, tmp_path_factory, request) as url, APIServer(url) as server:
+    with APIServer(module_db_url) as server:
         client = server.client()
         client.register_flow("labels", "echo labels")
         yield client

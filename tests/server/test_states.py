@@ -4,10 +4,8 @@ Every pair of states is a case: a legal move is accepted with the next version, 
 is a 422 that leaves the run alone. A stale version is a 409 "State update failed".
 """
 
-import contextlib
 import itertools
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pendulum
 import pytest
@@ -45,30 +43,10 @@ LEGAL_PAIRS = [(a, b) for a, b in PAIRS if b in LEGAL[a]]
 ILLEGAL_PAIRS = [(a, b) for a, b in PAIRS if b not in LEGAL[a]]
 
 
-@contextlib.contextmanager
-def _module_database(kind, tmp_path_factory, request):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agent.db'}"
-        return
-    import psycopg
-    from psycopg import sql
-
-    base = urlsplit(request.getfixturevalue("postgres_server"))
-    admin = urlunsplit(("postgresql", base.netloc, base.path or "/postgres", base.query, ""))
-    name = f"agent_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(("postgresql+psycopg", base.netloc, f"/{name}", base.query, ""))
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_server(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def shared_server(module_db_url):
     """One server per database for the whole table; every case makes its own run."""
-    with _module_database(request.param, tmp_path_factory, request) as url, APIServer(url) as server:
+    with APIServer(module_db_url) as server:
         yield server
 
 

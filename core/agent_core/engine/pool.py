@@ -21,18 +21,20 @@ class DeployPool:
         self._tasks: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def workers(self) -> int:
-        return len(self._threads)
+        self.workers = max(1, workers)
+        self._name = name
+        # Started on the first submit: an agent built only for `agent doctor` starts none.
+        self._threads: list[threading.Thread] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         with self._lock:
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._work, name=f"{self._name}-{i}", daemon=True)
+                    for i in range(self.workers)
+                ]
+                for thread in self._threads:
+                    thread.start()
             self._pending += 1
         self._tasks.put((fn, args))
 

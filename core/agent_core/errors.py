@@ -56,9 +56,13 @@ class APIError(AgentError):
         if self.detail in (None, "", {}):
             return self.error
         if isinstance(self.detail, dict):
-            parts = [f"{k}: {_flatten(v)}" for k, v in self.detail.items()]
-            return f"{self.error} ({'; '.join(parts)})"
+            return f"{self.error} ({describe_problems(self.detail)})"
         return f"{self.error}: {self.detail}"
+
+
+def describe_problems(problems: dict[str, Any]) -> str:
+    """``{"field": ["msg", ...]}`` (marshmallow's or the API's detail) as one readable line."""
+    return "; ".join(f"{key}: {_flatten(value)}" for key, value in problems.items())
 
 
 def _flatten(value: Any) -> str:

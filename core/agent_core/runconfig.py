@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError
 
-from agent_core.errors import RunConfigMismatch
+from agent_core.errors import RunConfigMismatch, describe_problems
 
 UNIVERSAL = "universal"
 
@@ -33,8 +33,6 @@ def resolve_run_config(run_config: dict[str, Any] | None, backend: str, schema: 
     try:
         return schema.load(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{field}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-            for field, msgs in exc.normalized_messages().items()
-        )
-        raise RunConfigMismatch(f"invalid {backend!r} run config: {problems}") from None
+        raise RunConfigMismatch(
+            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages())}"
+        ) from None

@@ -38,6 +38,7 @@ from agent_core.errors import (
     NotFound,
     StartupError,
     StateUpdateConflict,
+    describe_problems,
 )
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
 from agent_core.runconfig import resolve_run_config
@@ -198,12 +199,8 @@ class Agent:
             try:
                 self.backend_settings = schema.load(raw)
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{key}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                    for key, msgs in exc.normalized_messages().items()
-                )
                 raise ConfigError(
-                    f"invalid settings for backend {self.backend!r}: {problems} "
+                    f"invalid settings for backend {self.backend!r}: {describe_problems(exc.normalized_messages())} "
                     f"(set them in [backends.{self.backend}], AGENT__BACKENDS__{self.backend.upper()}__KEY "
                     "or --set KEY=VALUE)"
                 ) from None

@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from agent_core.testing.harness import free_loopback_port
 
 
 class PostgresUnavailable(RuntimeError):
@@ -36,15 +36,10 @@ def _bin_dir() -> Path | None:
 
 
 def _free_port() -> int:
-    for _ in range(100):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise PostgresUnavailable("no free port in 20000-32000")
+    try:
+        return free_loopback_port()
+    except RuntimeError as exc:
+        raise PostgresUnavailable(str(exc)) from None
 
 
 @contextlib.contextmanager

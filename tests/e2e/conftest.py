@@ -84,13 +84,7 @@ def wait_for_state(
 
 
 def log_messages(client: APIClient, run_id: str) -> list[str]:
-    messages: list[str] = []
-    cursor = None
-    while True:
-        items, cursor = client.read_logs(run_id, cursor)
-        if not items:
-            return messages
-        messages += [item["message"] for item in items]
+    return harness.run_log_messages(client, run_id)
 
 
 def state_history(client: APIClient, run_id: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -97,6 +99,34 @@ class AgentThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_log_messages(client: APIClient, run_id: str) -> list[str]:
+    """Every log message of a run, in order (all pages)."""
+    messages: list[str] = []
+    cursor = None
+    while True:
+        items, cursor = client.read_logs(run_id, cursor)
+        if not items:
+            return messages
+        messages += [item["message"] for item in items]
+
+
+def free_loopback_port() -> int:
+    """A free port on 127.0.0.1 for a server to bind later.
+
+    Chosen below 32768, where Linux starts handing out ephemeral client ports, so that no
+    unrelated outgoing connection can take it between this check and the server's bind.
+    """
+    for _ in range(100):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000 on 127.0.0.1")
 
 
 def history_types(client: APIClient, run_id: str) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 import docker
 
 from agent_core.client import APIClient
+from agent_core.testing import harness
 
 TEST_LABEL = "agent.test"
 
@@ -29,13 +30,7 @@ def create_run(
 
 
 def log_messages(client: APIClient, run_id: str) -> list[str]:
-    messages: list[str] = []
-    cursor = None
-    while True:
-        items, cursor = client.read_logs(run_id, cursor)
-        if not items:
-            return messages
-        messages += [item["message"] for item in items]
+    return harness.run_log_messages(client, run_id)
 
 
 def containers_of(engine: docker.DockerClient, run_id: str) -> list[Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import socket
 import threading
 import urllib.error
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from agent_core.client import APIClient
-from agent_core.testing.harness import AgentThread, wait_for_final, wait_for_state, wait_until
+from agent_core.testing.harness import AgentThread, free_loopback_port, wait_for_final, wait_for_state, wait_until
 from tests.plugins.docker.helpers import create_run, log_messages
 
 ENGINE_SOCKET = "/var/run/docker.sock"
@@ -32,25 +31,12 @@ class SocketProxy:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self.port = self._pick_port()
+        self.port = free_loopback_port()
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def _pick_port() -> int:
-        # Below the ephemeral range, so no outgoing connection takes it while the proxy is shut.
-        for _ in range(100):
-            port = random.randint(20000, 32000)
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-        raise RuntimeError("no free port")
 
     @property
     def url(self) -> str:
@@ -136,7 +122,7 @@ def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(
     proxy: SocketProxy,
     docker_engine: object,
 ) -> None:
-    address = f"http://127.0.0.1:{SocketProxy._pick_port()}"
+    address = f"http://127.0.0.1:{free_loopback_port()}"
     during = create_run(client, "sh -c 'sleep 3; echo finished-during-outage'")
     thread = start_agent(backend={"base_url": proxy.url}, agent_address=address, heartbeat_period=0.3)
     wait_for_state(client, during["id"], ["Running"], 20)
@@ -171,7 +157,7 @@ def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(
 def test_an_agent_started_without_a_daemon_starts_and_reports_it(
     client: APIClient, start_agent: Callable[..., AgentThread], tmp_path: Path
 ) -> None:
-    address = f"http://127.0.0.1:{SocketProxy._pick_port()}"
+    address = f"http://127.0.0.1:{free_loopback_port()}"
     missing = f"unix://{tmp_path / 'no-daemon.sock'}"
     run = create_run(client, "echo never")
     start_agent(backend={"base_url": missing}, agent_address=address)

@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{percentiles(start_latencies(client, engine, single))}"
                 )
         finally:
-            for container in engine.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={bench_id}"}):
+            for container in engine.containers.list(
+                all=True, filters={"label": f"{BENCH_LABEL}={bench_id}"}, ignore_removed=True
+            ):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -34,4 +34,5 @@ def log_messages(client: APIClient, run_id: str) -> list[str]:
 
 
 def containers_of(engine: docker.DockerClient, run_id: str) -> list[Any]:
-    return engine.containers.list(all=True, filters={"label": f"agent.flow_run_id={run_id}"})
+    # ignore_removed: the agent may remove a listed container before the SDK inspects it.
+    return engine.containers.list(all=True, filters={"label": f"agent.flow_run_id={run_id}"}, ignore_removed=True)

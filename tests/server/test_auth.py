@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from agent_core.server.endpoints import ENDPOINTS
 from agent_core.testing.servers import APIServer
+from tests.server.helpers import fill
 
 ROLES = ("runner", "user", "admin")
 ALL = {"runner", "user", "admin"}
@@ -296,23 +297,11 @@ ISOLATION = [
 ]
 
 
-def _fill(value, ids):
-    if isinstance(value, str):
-        for name, id_ in ids.items():
-            value = value.replace(f"{{{name}}}", id_)
-        return value
-    if isinstance(value, dict):
-        return {k: _fill(v, ids) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, ids) for v in value]
-    return value
-
-
 @pytest.mark.parametrize(("method", "path", "body"), ISOLATION, ids=[f"{m} {p} {b or ''}" for m, p, b in ISOLATION])
 def test_another_tenant_gets_404_for_tenant_a_objects(server, tenant_a, b_admin, method, path, body):
     ids = {name: obj["id"] for name, obj in tenant_a.items()}
 
-    response = call(server, method, _fill(path, ids), _fill(body, ids), key=b_admin)
+    response = call(server, method, fill(path, ids), fill(body, ids), key=b_admin)
 
     assert response.status_code == 404, response.text
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agent_core.server.endpoints import ENDPOINTS
 from agent_core.testing.servers import APIServer
+from tests.server.helpers import fill
 
 MiB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
@@ -36,18 +37,6 @@ def ids(server):
     run = client.create_flow_run(flow_id=flow["id"])
     agent = client.register_agent(name="a", backend="local", labels=[])
     return {"flow": flow["id"], "run": run["id"], "agent": agent["id"]}
-
-
-def fill(value, ids):
-    if isinstance(value, str):
-        for name, id_ in ids.items():
-            value = value.replace(f"{{{name}}}", id_)
-        return value
-    if isinstance(value, dict):
-        return {k: fill(v, ids) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fill(v, ids) for v in value]
-    return value
 
 
 def send(server, method, path, *, body=None, raw=None, params=None, headers=None):

@@ -39,6 +39,18 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def sqlite_server(sqlite_url: str) -> Iterator[APIServer]:
+    """A real API server over a fresh SQLite file, for tests that need one database only."""
+    with APIServer(sqlite_url) as server:
+        yield server
+
+
+@pytest.fixture
+def sqlite_api(sqlite_server: APIServer) -> APIClient:
+    return sqlite_server.client()
+
+
+@pytest.fixture
 def api_server(db_url: str) -> Iterator[APIServer]:
     """A real API server (waitress, loopback, ephemeral port) without auth, on each database."""
     with APIServer(db_url) as server:

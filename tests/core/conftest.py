@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -164,18 +163,6 @@ class MonitoredBackend(Backend):
 
 
 # --- servers, runs and agents ----------------------------------------------------------------
-
-
-@pytest.fixture
-def sqlite_server(tmp_path: Path) -> Iterator[APIServer]:
-    """A real API server over a fresh SQLite file (the default server of ``make_agent``)."""
-    with APIServer(f"sqlite:///{tmp_path / 'api.db'}") as server:
-        yield server
-
-
-@pytest.fixture
-def sqlite_api(sqlite_server: APIServer) -> APIClient:
-    return sqlite_server.client()
 
 
 def create_run(client: APIClient, flow: str = "test-flow", command: str = "true", **kwargs: Any) -> dict[str, Any]:

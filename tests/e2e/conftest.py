@@ -302,15 +302,14 @@ def run_cli(agent_env: dict[str, str], tmp_path: Path) -> Callable[..., subproce
 
 
 @pytest.fixture
-def server(sqlite_url: str) -> Iterator[APIServer]:
-    """A real API server on a SQLite file (the tests that need PostgreSQL ask for it)."""
-    with APIServer(sqlite_url) as running:
-        yield running
+def server(sqlite_server: APIServer) -> APIServer:
+    """The API server these tests talk to: SQLite (a test that needs PostgreSQL asks for it)."""
+    return sqlite_server
 
 
 @pytest.fixture
-def client(server: APIServer) -> APIClient:
-    return server.client()
+def client(sqlite_api: APIClient) -> APIClient:
+    return sqlite_api
 
 
 RunFactory = Callable[..., dict[str, Any]]

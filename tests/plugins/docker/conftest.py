@@ -43,14 +43,14 @@ def backend_settings(tmp_path: Path, busybox_image: str, test_id: str) -> dict[s
 
 
 @pytest.fixture
-def server(sqlite_url: str) -> Iterator[APIServer]:
-    with APIServer(sqlite_url) as running:
-        yield running
+def server(sqlite_server: APIServer) -> APIServer:
+    """The API server these tests talk to: SQLite (a test that needs PostgreSQL asks for it)."""
+    return sqlite_server
 
 
 @pytest.fixture
-def client(server: APIServer) -> APIClient:
-    return server.client()
+def client(sqlite_api: APIClient) -> APIClient:
+    return sqlite_api
 
 
 @pytest.fixture

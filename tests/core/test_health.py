@@ -137,7 +137,7 @@ def _get(url: str) -> requests.Response | None:
 def test_stopping_a_server_whose_loop_woke_first_is_clean() -> None:
     """Regression: RunningServer.stop raised EBADF when the serving loop closed its trigger first."""
     from agent_core.engine.health import create_health_app
-    from agent_core.server.serve import serve_in_thread
+    from agent_core.serving import serve_in_thread
 
     running = serve_in_thread(create_health_app(None), "127.0.0.1", 0, name="health-api")
     # The interleaving of the race, made deterministic: stop() sets `stopping`, the loop wakes

@@ -33,3 +33,14 @@ def test_importing_all_of_agent_core_does_not_import_a_backend_sdk() -> None:
     assert "agent_core.engine.agent" in report["imported"]
     assert "agent_core.cli.main" in report["imported"]
     assert report["loaded"] == []
+
+
+def test_the_engine_imports_neither_the_api_server_nor_sqlalchemy() -> None:
+    script = (
+        "import json, sys; import agent_core.engine.agent; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('agent_core.server', 'sqlalchemy')))))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -42,7 +42,7 @@ from agent_core.errors import (
 )
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
 from agent_core.runconfig import resolve_run_config
-from agent_core.server.serve import RunningServer
+from agent_core.serving import RunningServer
 from agent_core.states import State
 
 FAR_FUTURE_DAYS = 365 * 100

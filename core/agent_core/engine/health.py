@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import falcon
 
 from agent_core.errors import StartupError
-from agent_core.server.serve import RunningServer, serve_in_thread
+from agent_core.serving import RunningServer, serve_in_thread
 
 if TYPE_CHECKING:
     from agent_core.engine.agent import Agent

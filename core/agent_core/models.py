@@ -126,11 +126,12 @@ class DeploymentStatus:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One ``preflight`` check: a short name, whether it passed, and what was seen."""
+    """One ``preflight`` check: a short name, whether it passed, what was seen, and how to fix a failure."""
 
     name: str
     ok: bool
     detail: str = ""
+    fix: str = ""  # printed by `agent doctor` under a FAIL line: the command or setting that fixes it
 
 
 @dataclass(frozen=True)

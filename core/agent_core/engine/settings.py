@@ -30,6 +30,9 @@ class AgentSettings:
     drain_timeout: float = 30.0
     cancel_grace_seconds: float = 10.0
     stall_threshold: float = 60.0
+    # How the agent logs (set up by the CLI, cli/logging_setup.py); also the workloads' default level.
+    log_level: str = "INFO"
+    log_format: str = "text"
     backend_settings: dict[str, Any] = field(default_factory=dict)
     # What workloads are told (AGENT_API_URL / AGENT_API_KEY): the API the agent itself uses.
     api_url: str = ""

@@ -83,11 +83,26 @@ def on_startup(agent: Any) -> None:
 @hookimpl
 def preflight(agent: Any) -> list[CheckResult]:
     work_dir = _work_dir(agent)
-    probe = work_dir if work_dir.exists() else work_dir.parent
-    writable = os.access(probe, os.W_OK)
+    # The agent creates work_dir (and a missing $AGENT_HOME) at start-up: what matters is
+    # that the nearest folder that exists lets it.
+    probe = work_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    writable = probe.is_dir() and os.access(probe, os.W_OK)
+    detail = str(work_dir) if work_dir.exists() else f"{work_dir} (created at start-up in {probe})"
     return [
-        CheckResult("work_dir writable", writable, str(work_dir)),
-        CheckResult("python for the supervisor", Path(sys.executable).exists(), sys.executable),
+        CheckResult(
+            "work_dir writable",
+            writable,
+            detail if writable else f"{work_dir}: {probe} is not a writable folder",
+            fix="" if writable else "make it writable, or choose another: --set work_dir=PATH (or [backends.local])",
+        ),
+        CheckResult(
+            "python for the supervisor",
+            Path(sys.executable).exists(),
+            sys.executable,
+            fix="" if Path(sys.executable).exists() else "reinstall agent-plugin-local in a working Python",
+        ),
     ]
 
 

@@ -80,7 +80,12 @@ def tab(browser: Any, dashboard: Dashboard) -> Iterator[Page]:
     page = context.new_page()
     page.set_default_timeout(20_000)
     tab = Page(page, dashboard.server.url)
-    page.on("console", lambda msg: tab.errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            tab.errors.append(f"console error: {message.text}")
+
+    page.on("console", on_console)
     page.on("pageerror", lambda exc: tab.errors.append(f"page error: {exc}"))
     yield tab
     context.close()

@@ -80,7 +80,7 @@ def test_a_runs_page_follows_its_logs_until_it_ends(dashboard, tab):
 
 def test_workload_output_is_shown_as_text_never_as_html(dashboard, tab):
     run = run_of(dashboard)
-    hostile = ['copying [/mnt/data] [bold]x[/bold]', '<img src=x onerror="document.title=\'owned\'">', "</pre><b>b</b>"]
+    hostile = ["copying [/mnt/data] [bold]x[/bold]", "<img src=x onerror=\"document.title='owned'\">", "</pre><b>b</b>"]
     dashboard.client("runner").write_logs([{"flow_run_id": run["id"], "message": m} for m in hostile])
     tab.login(dashboard.keys["admin"])
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +215,8 @@ def load_config(
     config = Config(values=copy.deepcopy(DEFAULTS))
     path = find_config_file(config_file, search)
     if path is not None:
+        import tomllib  # only when there is a file: `agent --help` reads none
+
         config.file = path
         try:
             data = tomllib.loads(path.read_text())

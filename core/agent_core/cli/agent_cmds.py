@@ -3,9 +3,6 @@
 The engine, the client and the API server are imported inside the commands (see ``main.py``).
 """
 
-from __future__ import annotations
-
-import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,7 +13,6 @@ from agent_core.cli.output import Format, OutputOption, emit_json, say, table
 from agent_core.cli.parsing import key_values
 
 if TYPE_CHECKING:
-    from agent_core.models import CheckResult
     from agent_core.serving import RunningServer
 
 plugins_app = typer.Typer(help="Discovered backends and extensions.", no_args_is_help=True, **TYPER_OPTIONS)
@@ -83,6 +79,8 @@ def start(
     url = api_settings["url"]
     if not url:
         # Workloads need a URL they can reach, so the embedded API is served on loopback.
+        import logging
+
         from agent_core.server.serve import open_store, start_in_thread
 
         embedded = start_in_thread(open_store(config.db_url))

@@ -1,7 +1,5 @@
 """``agent agents``: the agents that registered with the API."""
 
-from __future__ import annotations
-
 import typer
 
 from agent_core.cli.context import state

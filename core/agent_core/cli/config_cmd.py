@@ -1,7 +1,5 @@
 """``agent config``: the effective configuration and where each value came from."""
 
-from __future__ import annotations
-
 import typer
 
 from agent_core.cli.context import state

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agent_core.cli.logging_setup import configure_logging
-
 if TYPE_CHECKING:
     from agent_core.client import APIClient
     from agent_core.config import Config
@@ -40,16 +38,33 @@ class CLIState:
             self._client = client_from_config(self.config)
         return self._client
 
+    def _log_settings(self) -> tuple[int, str]:
+        """The validated ``[agent] log_level`` and ``log_format``; a bad value names where it came from."""
+        from agent_core.cli.logging_setup import parse_format, parse_level
+
+        config = self.config
+        sources = {name: config.sources.get(f"agent.{name}", "default") for name in ("log_level", "log_format")}
+        level = parse_level(config.get("agent.log_level"), f"[agent] log_level (from {sources['log_level']})")
+        fmt = parse_format(config.get("agent.log_format"), f"[agent] log_format (from {sources['log_format']})")
+        return level, fmt
+
     def _log_short_command(self) -> None:
         """Commands that answer and exit log to stderr (stdout may be JSON), warnings only unless asked."""
+        import logging
+
+        from agent_core.cli.logging_setup import configure_logging
+
         assert self._config is not None
+        level, fmt = self._log_settings()
         asked = self._config.sources.get("agent.log_level", "default") != "default"
-        level = self._config.get("agent.log_level") if asked else "WARNING"
-        configure_logging(level, self._config.get("agent.log_format"), sys.stderr)
+        configure_logging(level if asked else logging.WARNING, fmt, sys.stderr)
 
     def start_logging(self) -> None:
         """Long-running commands (agent start, server start, ui) log to stdout at the configured level."""
-        configure_logging(self.config.get("agent.log_level"), self.config.get("agent.log_format"), sys.stdout)
+        from agent_core.cli.logging_setup import configure_logging
+
+        level, fmt = self._log_settings()
+        configure_logging(level, fmt, sys.stdout)
 
 
 def state(ctx: typer.Context) -> CLIState:

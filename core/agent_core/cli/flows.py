@@ -1,7 +1,5 @@
 """``agent flows``: register and list flows."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``agent keys``: API keys per tenant, with a role each."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

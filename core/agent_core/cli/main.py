@@ -6,8 +6,6 @@ by the commands that use them, so ``agent --help``, ``agent --version`` and ever
 ``--api URL`` import neither the server nor SQLAlchemy (``tests/cli/test_cheap_paths.py``).
 """
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 
@@ -102,8 +100,13 @@ ui.register(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agent`` console script."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] == ["--version"]:
+        # The cheapest path: no command tree to build for it.
+        print(f"agent {__version__}")
+        return 0
     command = typer.main.get_command(app)
-    args = hoist_global_options(command, sys.argv[1:] if argv is None else argv)  # type: ignore[arg-type]
+    args = hoist_global_options(command, given)  # type: ignore[arg-type]
     try:
         result = command.main(args=args, prog_name="agent", standalone_mode=False)
     except typer.Exit as exc:

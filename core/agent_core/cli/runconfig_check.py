@@ -19,11 +19,15 @@ from agent_core.cli.output import print_note
 if TYPE_CHECKING:
     from agent_core.client import APIClient
 
-# CONTRACTS.md 6: keys every run-config type accepts, handled by core.
-try:
-    from agent_core.runconfig import CORE_RUN_CONFIG_KEYS
-except ImportError:  # before the workload stream's runconfig lands
-    CORE_RUN_CONFIG_KEYS = ("timeout_seconds", "ship_output")
+
+def _core_keys() -> tuple[str, ...]:
+    """CONTRACTS.md 6: the keys every run-config type accepts, handled by core."""
+    try:
+        from agent_core.runconfig import CORE_RUN_CONFIG_KEYS
+    except ImportError:  # before the workload stream's runconfig lands
+        return ("timeout_seconds", "ship_output")
+    return tuple(CORE_RUN_CONFIG_KEYS)
+
 
 UNIVERSAL_FIELDS = ("env", "labels")
 
@@ -53,11 +57,12 @@ def check_run_config(run_config: dict[str, Any] | None, option: str, client: API
     if not isinstance(kind, str) or not kind:
         raise _fail(option, f'needs a "type": "universal" or a backend\'s type (installed here: {kinds})')
     _check_core_keys(run_config, option)
-    rest = {key: value for key, value in run_config.items() if key not in CORE_RUN_CONFIG_KEYS}
+    core_keys = _core_keys()
+    rest = {key: value for key, value in run_config.items() if key not in core_keys}
     if kind == "universal":
         unknown = sorted(set(rest) - {"type", *UNIVERSAL_FIELDS})
         if unknown:
-            takes = ", ".join([*UNIVERSAL_FIELDS, *CORE_RUN_CONFIG_KEYS])
+            takes = ", ".join([*UNIVERSAL_FIELDS, *core_keys])
             raise _fail(option, f"unknown field(s) {', '.join(unknown)} in a universal run config; it takes {takes}")
         return
     if kind in installed:

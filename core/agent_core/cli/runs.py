@@ -1,7 +1,5 @@
 """``agent runs``: create, list, show, follow logs of, cancel and prune flow runs."""
 
-from __future__ import annotations
-
 import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -175,7 +173,7 @@ def _print_logs(items: list[dict[str, Any]], output: Format) -> None:
             )
 
 
-def follow_logs(client: APIClient, run_id: str, output: Format, poll: float = 0.5) -> str:
+def follow_logs(client: "APIClient", run_id: str, output: Format, poll: float = 0.5) -> str:
     """Print logs until the run reaches a final state and no more lines come; returns the state.
 
     While the run has not started (Scheduled, Submitted) a note on stderr says it is waiting,

@@ -1,7 +1,5 @@
 """``agent server``: serve the orchestration API (and the dashboard at ``/``) over HTTP."""
 
-from __future__ import annotations
-
 import signal
 import threading
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """``agent ui``: the dashboard of the embedded default, served on loopback."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,8 +1,5 @@
 """``agent version``: what is installed here and what the API runs, for bug reports and upgrades."""
 
-from __future__ import annotations
-
-import platform
 import sys
 from typing import Any
 
@@ -33,6 +30,8 @@ def _plugins() -> list[dict[str, str]]:
 
 def version(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     """Versions of agent-core, the plugins, Python and the API the configuration points at."""
+    import platform
+
     cli = state(ctx)
     api: dict[str, Any]
     try:

@@ -21,6 +21,9 @@ def create(
         str | None,
         typer.Option(help="tenant to create the key in (created if new); needs direct database access, not --api"),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="print only the secret, for scripts: KEY=$(agent keys create ...)")
+    ] = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Create a key. Its secret is shown once: store it now."""
@@ -36,6 +39,9 @@ def create(
         created = {**key, "key": secret, "tenant": tenant}
     else:
         created = cli.client.create_key(role, name)
+    if quiet:
+        print(created["key"])
+        return
     if output == Format.json:
         emit_json(created)
         return

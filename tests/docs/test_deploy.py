@@ -36,7 +36,7 @@ def unit(name: str) -> configparser.ConfigParser:
 def accepted(args: list[str], capsys) -> None:
     """The agent command parses these arguments (every option exists); --help stops before acting."""
     code = main([*args, "--help"])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 0, f"agent {shlex.join(args)}: {err}"
 
 
@@ -101,7 +101,7 @@ def test_the_agents_pod_probes_the_live_and_ready_endpoints_on_its_health_port()
 
 
 def test_every_manifests_command_line_is_one_the_agent_accepts(capsys):
-    for name, documents in manifests().items():
+    for documents in manifests().values():
         for document in documents:
             if document["kind"] in ("Deployment", "CronJob"):
                 for container in containers(document):

@@ -81,5 +81,6 @@ def test_the_block_runs(tmp_path, line, commands):
         ["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=240, check=False
     )
 
-    assert result.returncode == 0, f"block at line {line}:\n{script}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    shown = f"block at line {line}:\n{script}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    assert result.returncode == 0, shown
     assert "Traceback" not in result.stdout + result.stderr

@@ -20,9 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "operations.md"
-BLOCK = re.compile(
-    r"(?:^<!-- not run here: (?P<why>.*?) -->\n)?^```console\n(?P<body>.*?)^```\s*$", re.M | re.S
-)
+BLOCK = re.compile(r"(?:^<!-- not run here: (?P<why>.*?) -->\n)?^```console\n(?P<body>.*?)^```\s*$", re.M | re.S)
 MIN_RUNNABLE = 5
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

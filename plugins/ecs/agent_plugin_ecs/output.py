@@ -124,6 +124,12 @@ def _warn_once(agent: Any, flow_run: FlowRun, record: TaskRecord, what: str, mes
         agent.write_run_log(flow_run, message, "WARNING")
 
 
+def _group_missing(exc: BaseException) -> bool:
+    # CloudWatch answers ResourceNotFoundException for both; only the message tells which.
+    message = str(exc).lower()
+    return "group" in message and "stream" not in message
+
+
 def _note_missing(
     agent: Any,
     flow_run: FlowRun,
@@ -134,8 +140,7 @@ def _note_missing(
     *,
     final: bool,
 ) -> None:
-    message = str(exc).lower()
-    if "group" in message and "stream" not in message:
+    if _group_missing(exc):
         _warn_once(
             agent,
             flow_run,
@@ -168,6 +173,8 @@ def tail(clients: AwsClients, deployment_data: dict[str, Any], lines: int) -> tu
         )
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
+            if _group_missing(exc):
+                return None, f"CloudWatch log group {group!r} does not exist"
             return (
                 None,
                 f"log stream {stream!r} in group {group!r} does not exist (the container may never have started)",

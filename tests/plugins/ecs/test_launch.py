@@ -27,7 +27,9 @@ def task_of(ecs: Any, cluster: str, run_id: str) -> dict[str, Any]:
 
 
 def test_the_whole_call_sequence_of_one_run(server, client, backend_settings, runtime, ecs, cluster) -> None:
-    thread = AgentThread(server.url, "ecs", name="ecs-sequence", backend_settings={**backend_settings, "tags": "team=data"})
+    thread = AgentThread(
+        server.url, "ecs", name="ecs-sequence", backend_settings={**backend_settings, "tags": "team=data"}
+    )
     thread.agent.load_backend_contract()
     counter = CallCounter(state_of(thread.agent))
     run = create_run(client, "sh -c 'echo hello from the task'")
@@ -137,7 +139,9 @@ def test_precedence_reaches_the_task_on_moto(client, start_agent, runtime, ecs, 
     assert {"name": "FROM_RUN", "value": "yes"} in flow["environment"]
 
 
-def test_configured_subnets_are_used_and_nothing_is_inferred(server, client, backend_settings, runtime, ecs, cluster) -> None:
+def test_configured_subnets_are_used_and_nothing_is_inferred(
+    server, client, backend_settings, runtime, ecs, cluster
+) -> None:
     ec2 = boto3.client("ec2")
     # In the default VPC: moto fails (HTTP 500) on an ENI in a VPC of its own making.
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]

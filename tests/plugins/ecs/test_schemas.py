@@ -91,7 +91,10 @@ def test_launch_type_and_capacity_providers_the_later_source_replaces_the_other(
 
     # Within the file the later line wins.
     from_file = effective({}, {})
-    assert (from_file.launch_type, from_file.capacity_provider_strategy) == (None, [{"capacityProvider": "FARGATE_SPOT"}])
+    assert (from_file.launch_type, from_file.capacity_provider_strategy) == (
+        None,
+        [{"capacityProvider": "FARGATE_SPOT"}],
+    )
     # The environment sets launch_type again: it is the later source now.
     from_env = effective({"AGENT__BACKENDS__ECS__LAUNCH_TYPE": "FARGATE"}, {})
     assert (from_env.launch_type, from_env.capacity_provider_strategy) == ("FARGATE", None)
@@ -137,7 +140,10 @@ def test_a_run_config_carries_every_field_of_the_issue() -> None:
     [
         ({"imag": "x"}, "imag: Unknown field"),
         ({"task_definition": {"containerDefinition": []}}, 'Unknown parameter in input: "containerDefinition"'),
-        ({"task_definition": {"containerDefinitions": [{"name": "flow", "memory": "lots"}]}}, "containerDefinitions[0].memory"),
+        (
+            {"task_definition": {"containerDefinitions": [{"name": "flow", "memory": "lots"}]}},
+            "containerDefinitions[0].memory",
+        ),
         ({"run_task_kwargs": {"launchtype": "EC2"}}, 'Unknown parameter in input: "launchtype"'),
         ({"run_task_kwargs": {"overrides": {"cpu": 1024}}}, "overrides.cpu"),
         ({"run_task_kwargs": {"taskDefinition": "x:1"}}, "use the run config's 'task_definition_arn' field"),

@@ -170,7 +170,9 @@ def test_a_restarted_agent_finds_the_definition_by_family_and_hash_tag(client, s
     assert (stats.registered, stats.reused) == (0, 1)
 
 
-def test_a_changed_definition_registers_a_new_revision_and_the_old_stays_usable(client, start_agent, runtime, ecs) -> None:
+def test_a_changed_definition_registers_a_new_revision_and_the_old_stays_usable(
+    client, start_agent, runtime, ecs
+) -> None:
     run = create_run(client, "echo one")
     flow = client.get_flow_run(run["id"])["flow"]["name"]
     start_agent()

@@ -188,7 +188,7 @@ def test_an_oom_kill_names_the_containers_reason(agent, run, ecs) -> None:
         (
             "TaskFailedToStart",
             "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
-            'docker.io/library/etl:1: failed to do request: Head "https://registry-1.docker.io/v2/": dial tcp: i/o timeout',
+            "registry.example/etl:1: failed to do request: dial tcp: i/o timeout",
             "image pull failed",
         ),
         ("TaskFailedToStart", "Timeout waiting for network interface provisioning to complete.", "ENI attachment"),
@@ -329,14 +329,8 @@ def test_a_lasting_failure_fails_the_run_with_awss_reason(agent, run, ecs) -> No
 
 def test_transient_failures_past_the_start_timeout_fail_the_run(agent, run, ecs, st) -> None:
     registered(ecs)
-    failure = {
-        "tasks": [],
-        "failures": [
-            {
-                "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"
-            }
-        ],
-    }
+    reason = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+    failure = {"tasks": [], "failures": [{"reason": reason}]}
     for _ in range(6):  # waits of 1 + 2 + 4 + 8 + 15 s fit in 30 s; a seventh try would not
         ecs.add_response("run_task", failure)
     with pytest.raises(DeploymentError) as caught:

@@ -74,7 +74,7 @@ def ship(
         except botocore.exceptions.ClientError as exc:
             code = error_code(exc)
             if code == "ResourceNotFoundException":
-                _note_missing(agent, flow_run, record, group, stream, exc, final=final)
+                _note_missing(agent, clients, flow_run, record, group, stream, final=final)
             elif code not in THROTTLING:
                 _warn_once(agent, flow_run, record, "read", f"Cannot read the task's output: {explain(exc)}")
             break
@@ -124,32 +124,40 @@ def _warn_once(agent: Any, flow_run: FlowRun, record: TaskRecord, what: str, mes
         agent.write_run_log(flow_run, message, "WARNING")
 
 
-def _group_missing(exc: BaseException) -> bool:
-    # CloudWatch answers ResourceNotFoundException for both; only the message tells which.
-    message = str(exc).lower()
-    return "group" in message and "stream" not in message
+def _group_missing(clients: AwsClients, group: str) -> bool:
+    """Whether the log group is missing (rather than the stream): both are ResourceNotFoundException."""
+    try:
+        found = clients.logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups") or []
+    except (botocore.exceptions.ClientError, *UNREACHABLE, *NO_CREDENTIALS):
+        return False
+    return not any(g.get("logGroupName") == group for g in found)
 
 
 def _note_missing(
     agent: Any,
+    clients: AwsClients,
     flow_run: FlowRun,
     record: TaskRecord,
     group: str,
     stream: str,
-    exc: BaseException,
     *,
     final: bool,
 ) -> None:
-    if _group_missing(exc):
-        _warn_once(
-            agent,
-            flow_run,
-            record,
-            "no-group",
-            f"Cannot ship the task's output: CloudWatch log group {group!r} does not exist "
-            "(create it, or set log_group to an existing group)",
-        )
-    elif final:
+    if "no-group" in record.warned:
+        return
+    if "group-ok" not in record.warned:  # asked once per task: the stream is often just not there yet
+        if _group_missing(clients, group):
+            _warn_once(
+                agent,
+                flow_run,
+                record,
+                "no-group",
+                f"Cannot ship the task's output: CloudWatch log group {group!r} does not exist "
+                "(create it, or set log_group to an existing group)",
+            )
+            return
+        record.warned.add("group-ok")
+    if final:
         # The awslogs driver creates the stream when the container starts: none means it never did.
         _warn_once(
             agent,
@@ -173,7 +181,7 @@ def tail(clients: AwsClients, deployment_data: dict[str, Any], lines: int) -> tu
         )
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            if _group_missing(exc):
+            if _group_missing(clients, group):
                 return None, f"CloudWatch log group {group!r} does not exist"
             return (
                 None,

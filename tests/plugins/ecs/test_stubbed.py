@@ -390,8 +390,10 @@ def test_a_missing_log_group_is_a_clear_message_not_a_crash(agent, run, ecs, log
     check(agent, run, dep)
     described(ecs, {"tasks": [stopped_task(lastStatus="RUNNING", desiredStatus="RUNNING")]})
     logs.add_client_error("get_log_events", "ResourceNotFoundException", "The specified log group does not exist.")
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "/flows"})
     assert check(agent, run, dep).kind == "running"
     logs.add_client_error("get_log_events", "ResourceNotFoundException", "The specified log group does not exist.")
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "/flows"})
     lines = agent.pm.hook.deployment_logs(flow_run=run, deployment=dep, agent=agent, tail=20)
     assert lines is None
     agent.run_logs.stop()  # never started: sends what was written

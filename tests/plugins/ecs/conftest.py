@@ -8,6 +8,7 @@ does not.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from agent_core.client import APIClient
 from agent_core.testing.harness import AgentThread
@@ -60,17 +62,22 @@ def logs(aws: str) -> Any:
 
 
 @pytest.fixture
-def cluster(ecs: Any) -> str:
+def cluster(ecs: Any) -> Iterator[str]:
+    """A cluster of this test's own, deleted after it (the session's moto server is shared)."""
     name = f"agent-test-{uuid.uuid4().hex[:10]}"
     ecs.create_cluster(clusterName=name)
-    return name
+    yield name
+    with contextlib.suppress(ClientError):  # gone already if the test reset moto
+        ecs.delete_cluster(cluster=name)
 
 
 @pytest.fixture
-def log_group(logs: Any) -> str:
+def log_group(logs: Any) -> Iterator[str]:
     name = f"/agent-test/{uuid.uuid4().hex[:10]}"
     logs.create_log_group(logGroupName=name)
-    return name
+    yield name
+    with contextlib.suppress(ClientError):
+        logs.delete_log_group(logGroupName=name)
 
 
 @pytest.fixture
@@ -114,6 +121,7 @@ def start_agent(server: APIServer, backend_settings: dict[str, Any]) -> Iterator
     def start(backend: dict[str, Any] | None = None, **settings: Any) -> AgentThread:
         settings.setdefault("name", f"ecs-test-{uuid.uuid4().hex[:8]}")
         settings.setdefault("cancel_grace_seconds", 2.0)
+        settings.setdefault("monitor_interval", 0.25)  # moto works for every test of the session: spare it
         thread = AgentThread(server.url, "ecs", backend_settings={**backend_settings, **(backend or {})}, **settings)
         started.append(thread)
         return thread.start()

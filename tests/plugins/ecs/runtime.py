@@ -52,7 +52,7 @@ def reset_moto(endpoint: str) -> None:
 
 
 class TaskRuntime:
-    def __init__(self, endpoint: str, cluster: str, container: str = "flow", poll: float = 0.05) -> None:
+    def __init__(self, endpoint: str, cluster: str, container: str = "flow", poll: float = 0.1) -> None:
         self.endpoint = endpoint
         self.cluster = cluster
         self.container = container

@@ -26,9 +26,13 @@ def test_the_ecs_wheel_installs_beside_agent_core_and_is_listed(tmp_path: Path) 
     built = sorted(p.name for p in wheels.glob("*.whl"))
     assert [name.split("-")[0] for name in built] == ["agent_core", "agent_plugin_ecs"]
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv)
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
-    run(python, "-m", "pip", "install", "-q", "-c", ROOT / "requirements.lock", *sorted(wheels.glob("*.whl")))
+    # The dev tools' pip installs into the fresh venv (--python): no pip bootstrap; no byte-compiling.
+    run(
+        sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile",
+        "-c", ROOT / "requirements.lock", *sorted(wheels.glob("*.whl")),
+    )  # fmt: skip
     listing = run(venv / "bin" / "agent", "plugins", "list", "--output", "json")
     assert '"name": "ecs"' in listing and '"distribution": "agent-plugin-ecs"' in listing
     # The installed package is the wheel's, not the workspace's.

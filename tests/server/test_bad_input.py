@@ -69,6 +69,7 @@ VALID = {
     "/api/queue": {"labels": [], "limit": 10},
     "/api/agents": {"name": "agent", "backend": "local", "labels": []},
     "/api/agents/{agent}/heartbeat": {},
+    "/api/agents/{agent}/leave": {},
     "/api/agent-configs": {"name": "config", "settings": {}},
     "/api/keys": {"role": "runner"},
 }
@@ -206,6 +207,7 @@ UNKNOWN_IDS = [
     ("POST", "/api/flow-runs", {"flow_name": "no-such-flow"}),
     ("POST", "/api/logs", {"logs": [{"flow_run_id": "{x}", "message": "m"}]}),
     ("POST", "/api/agents/{x}/heartbeat", {}),
+    ("POST", "/api/agents/{x}/leave", {}),
     ("POST", "/api/agents", {"agent_config_id": "{x}"}),
     ("GET", "/api/agent-configs/{x}", None),
     ("DELETE", "/api/keys/{x}", None),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Annotated, Any
@@ -11,7 +10,10 @@ import typer
 
 from agent_core.cli.context import state
 from agent_core.cli.output import console
+from agent_core.server.logs import configure_logging
 from agent_core.server.serve import check_auth_policy, make_server, open_store, serve_until
+from agent_core.server.settings import ServerSettings
+from agent_core.server.storage.db import describe_url
 
 app = typer.Typer(help="Serve the orchestration API.", no_args_is_help=True)
 
@@ -34,12 +36,20 @@ def start(
         if value is not None:
             cli.config.set(key, value, "flag")
     settings = cli.config.section("server")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_settings = ServerSettings.from_config(settings)
+    configure_logging()
     store = open_store(cli.config.db_url)
     check_auth_policy(settings["host"], settings["auth"], store)
-    server = make_server(store, settings["host"], settings["port"], auth=settings["auth"], threads=settings["threads"])
+    server, service = make_server(
+        store,
+        settings["host"],
+        settings["port"],
+        auth=settings["auth"],
+        threads=settings["threads"],
+        settings=server_settings,
+    )
     url = f"http://{settings['host']}:{server.effective_port}"
-    db_shown = store.engine.url.render_as_string(hide_password=True)
+    db_shown = describe_url(store.engine.url)
     console.print(f"Serving the agent API on {url} (database {db_shown}, auth {'on' if settings['auth'] else 'off'})")
 
     stopping = threading.Event()
@@ -47,6 +57,7 @@ def start(
     def stop(signum: int, _frame: Any) -> None:
         console.print("Stopping the API server")
         stopping.set()
+        service.wakeups.close()  # waiting long polls answer now rather than hold the shutdown
         try:
             server.pull_trigger()
         except OSError:
@@ -54,5 +65,9 @@ def start(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    serve_until(server, stopping)
-    store.engine.dispose()
+    service.start()
+    try:
+        serve_until(server, stopping)
+    finally:
+        service.stop()
+        store.engine.dispose()

@@ -22,6 +22,7 @@ from agent_core.server.openapi import openapi_document
 from agent_core.server.routing import Authenticator, Endpoint, make_resource
 from agent_core.server.service import APIService
 from agent_core.server.storage import Store
+from agent_core.server.storage.db import describe_url, mask_passwords
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,12 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, para
 
 
 def _storage_error(store: Store) -> Any:
-    where = store.engine.url.render_as_string(hide_password=True)
-
     def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> None:
         if isinstance(exc, _BUG_ERRORS):
             _unexpected(req, resp, exc, params)
             return
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        where = describe_url(store.engine.url)
+        reason = mask_passwords(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300])
         log.warning("storage unavailable on %s %s: %s", req.method, req.path, reason)
         resp.status = falcon.HTTP_503
         resp.set_header("Retry-After", "5")

@@ -114,15 +114,12 @@ def queue(call: Call) -> dict[str, Any]:
             {"wait_seconds": f"at most {MAX_WAIT_SECONDS:g} (max_wait_seconds in GET /api/hello), not {wait:g}"},
             422,
         )
-    agent = None
-    if body["claim"]:
-        if not call.agent_id:
-            raise BadRequest(
-                "Invalid request",
-                {AGENT_ID_HEADER: "claim needs the header naming the registered agent that claims (POST /api/agents)"},
-                422,
-            )
-        agent = call.store.get_agent(call.tenant, call.agent_id)
+    if body["claim"] and not call.agent_id:
+        raise BadRequest(
+            "Invalid request",
+            {AGENT_ID_HEADER: "claim needs the header naming the registered agent that claims (POST /api/agents)"},
+            422,
+        )
     runs = answer_queue(
         call.store,
         call.service.wakeups,
@@ -131,7 +128,7 @@ def queue(call: Call) -> dict[str, Any]:
         body["before"] or pendulum.now("UTC"),
         body["limit"],
         wait_seconds=wait,
-        agent=agent,
+        claim_for=call.agent_id if body["claim"] else None,
     )
     return {"items": runs}
 

@@ -33,13 +33,13 @@ def answer_queue(
     limit: int,
     *,
     wait_seconds: float = 0.0,
-    agent: dict[str, Any] | None = None,
+    claim_for: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The queue's answer; ``agent`` set: claim the runs due now for it (``claim: true``)."""
+    """The queue's answer; ``claim_for`` an agent id: claim the runs due now for it (``claim: true``)."""
 
     def fetch(window_end: pendulum.DateTime) -> list[dict[str, Any]]:
-        if agent is not None:
-            return store.claim(tenant_id, agent, labels, window_end, limit)
+        if claim_for is not None:
+            return store.claim(tenant_id, claim_for, labels, window_end, limit)
         return store.queue(tenant_id, labels, window_end, limit)
 
     if wait_seconds <= 0:

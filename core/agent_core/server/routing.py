@@ -163,7 +163,7 @@ def agent_id_header(req: falcon.Request) -> str | None:
     if value is None:
         return None
     check_text(value, AGENT_ID_HEADER)
-    if not value.strip() or len(value) > MAX_AGENT_ID:
+    if not value.strip() or len(value) > MAX_AGENT_ID or not (value.isascii() and value.isprintable()):
         raise BadRequest(
             "Invalid request",
             {AGENT_ID_HEADER: f"must be an agent id (1-{MAX_AGENT_ID} characters) from POST /api/agents"},

@@ -36,7 +36,7 @@ DEFAULT_LEASE_SECONDS = 90.0
 READY_CHANNEL = "agent_queue_ready"
 _MAX_NOTIFY_PAYLOAD = 7000
 # Unique-name races (two servers registering one new flow) are retried this often.
-_UNIQUE_RETRIES = 5
+_UNIQUE_RETRIES = 10
 # Integer columns are 32-bit on PostgreSQL: a cursor beyond that is not one we issued.
 _MAX_INT = 2**31 - 1
 
@@ -253,7 +253,11 @@ class Store:
         }
         with self._write() as conn:
             cond = (t.flows.c.tenant_id == tenant_id) & (t.flows.c.name == data["name"])
-            row = conn.execute(sa.select(t.flows).where(cond)).mappings().first()
+            query = sa.select(t.flows).where(cond)
+            if self.is_postgres:
+                # Concurrent updates of one flow queue here instead of failing their version check.
+                query = query.with_for_update()
+            row = conn.execute(query).mappings().first()
             stamp = now()
             if row is None:
                 values = {
@@ -677,12 +681,12 @@ class Store:
     def claim(
         self,
         tenant_id: str,
-        agent: dict[str, Any],
+        agent_id: str,
         labels: list[str],
         before: pendulum.DateTime,
         limit: int,
     ) -> list[dict[str, Any]]:
-        """Claim up to ``limit`` ready runs due now for ``agent``, atomically; then the ready runs due
+        """Claim up to ``limit`` ready runs due now for the agent ``agent_id``, atomically; then the ready runs due
         later (up to ``before``), unclaimed, to fill the limit.
 
         A claim writes what the version-checked change to Submitted writes (state, message, time,
@@ -692,8 +696,13 @@ class Store:
         """
         r = t.flow_runs
         stamp = now()
-        message = f"Submitted by agent {agent['name']}"
         with self._write() as conn:
+            name = conn.execute(
+                sa.select(t.agents.c.name).where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
+            ).scalar()
+            if name is None:
+                raise NotFound("Agent not found", {"X-Agent-Id": agent_id})
+            message = f"Submitted by agent {name}"
             query = (
                 self._run_select()
                 .where(self._ready(tenant_id, labels) & (r.c.scheduled_start_time <= stamp))
@@ -713,13 +722,13 @@ class Store:
                         state_message=message,
                         state_time=stamp,
                         version=r.c.version + 1,
-                        agent_id=agent["id"],
+                        agent_id=agent_id,
                     )
                 )
                 if result.rowcount != len(rows):  # the locks above make this impossible
                     raise StateUpdateConflict("State update failed", "a claimed run changed concurrently")
                 for row in rows:
-                    row.update(self._state_values(row, State.SUBMITTED, message, stamp), agent_id=agent["id"])
+                    row.update(self._state_values(row, State.SUBMITTED, message, stamp), agent_id=agent_id)
                 conn.execute(
                     t.flow_run_states.insert(),
                     [
@@ -729,7 +738,7 @@ class Store:
                             "message": message,
                             "version": row["version"],
                             "attempt": row["attempt"],
-                            "agent_id": agent["id"],
+                            "agent_id": agent_id,
                             "timestamp": stamp,
                         }
                         for row in rows

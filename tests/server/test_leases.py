@@ -18,7 +18,8 @@ from agent_core.testing.harness import wait_until
 from agent_core.testing.servers import APIServer
 
 LEASE = 1.0
-SHORT = ServerSettings(agent_lease_seconds=LEASE, cancelling_timeout_seconds=0.5)
+# The cancelling timeout is longer than the lease, so a silent agent's run is the lease's to end.
+SHORT = ServerSettings(agent_lease_seconds=LEASE, cancelling_timeout_seconds=2.0)
 RECOVERY = 15.0  # bound on "recovered soon after the lease": it holds on a loaded machine
 
 

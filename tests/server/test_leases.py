@@ -280,13 +280,16 @@ RUNS_EACH = 5
 
 @pytest.mark.postgres
 def test_two_servers_sweeping_one_database_recover_each_run_once_and_retry_it_once(postgres_url):
-    with APIServer(postgres_url, settings=SHORT) as a, APIServer(postgres_url, settings=SHORT) as b:
+    # A longer lease, renewed while each agent's runs are set up, so that none runs out early.
+    settings = ServerSettings(agent_lease_seconds=3.0, cancelling_timeout_seconds=60)
+    with APIServer(postgres_url, settings=settings) as a, APIServer(postgres_url, settings=settings) as b:
         api = a.client()
         flow = api.register_flow("f", "echo f")
         runs = []
         for i in range(AGENTS):
-            client, _ = register(a if i % 2 else b, api, name=f"lost-{i}")
+            client, agent = register(a if i % 2 else b, api, name=f"lost-{i}")
             for _ in range(RUNS_EACH):
+                client.agent_heartbeat(agent["id"])
                 runs.append(deploy(client, claim(client, api, flow, max_retries=1))["id"])
 
         for run_id in runs:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 import requests
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from agent_core import __version__
-from agent_core.errors import APIUnavailable, error_for_status
+from agent_core.errors import APIUnavailable, BadAPIAnswer, error_for_status
 
 if TYPE_CHECKING:
     from agent_core.server.storage import Store
@@ -54,7 +55,11 @@ class APIClient:
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        pool_size: int = 10,
     ) -> None:
+        """``pool_size``: connections kept open to the API; give at least the number of threads
+        that call at once (the agent passes its thread count), or extra calls open and drop
+        connections of their own."""
         self.url = url.rstrip("/")
         self.key = key
         self.timeout = timeout
@@ -62,6 +67,11 @@ class APIClient:
         self.backoff = backoff
         self._sleep = sleep
         self.session = session or requests.Session()
+        if session is None:
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        self._hello: dict[str, Any] | None = None
         self.session.headers["User-Agent"] = f"agent/{__version__}"
         if key:
             self.session.headers["Authorization"] = f"Bearer {key}"
@@ -101,7 +111,12 @@ class APIClient:
         params: dict[str, Any] | None = None,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        expect: tuple[str, ...] = (),
     ) -> Any:
+        """The decoded JSON object of a call; ``expect`` names the keys the answer must have.
+
+        An answer that is not such an object is a :class:`BadAPIAnswer`.
+        """
         idempotent = method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
         url = f"{self.url}{path}"
         attempt = 0
@@ -118,19 +133,30 @@ class APIClient:
             if response.status_code in RETRY_STATUSES and idempotent and attempt <= self.retries:
                 self._pause(attempt, f"{method} {path}: HTTP {response.status_code}")
                 continue
-            return self._decode(response)
+            return self._decode(response, f"{method} {path}", expect)
 
     def _pause(self, attempt: int, why: str) -> None:
         delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
         log.debug("retrying %s in %.2fs", why, delay)
         self._sleep(delay)
 
-    def _decode(self, response: requests.Response) -> Any:
+    def _decode(self, response: requests.Response, call: str, expect: tuple[str, ...]) -> Any:
         try:
             body = response.json() if response.content else None
         except ValueError:
             body = None
         if response.status_code < 400:
+            if not isinstance(body, dict):
+                kind = response.headers.get("Content-Type", "no content type")
+                sample = response.text.strip()[:120]
+                raise BadAPIAnswer(
+                    "Bad API answer",
+                    f"{call} answered HTTP {response.status_code} with {kind}, not a JSON object"
+                    + (f": {sample!r}" if sample else ""),
+                )
+            missing = [key for key in expect if key not in body]
+            if missing:
+                raise BadAPIAnswer("Bad API answer", f"{call} answered without {', '.join(missing)}")
             return body
         if isinstance(body, dict) and "error" in body:
             raise error_for_status(response.status_code, str(body["error"]), body.get("detail"))
@@ -140,7 +166,9 @@ class APIClient:
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cursor = None
         while True:
-            page = self.request("GET", path, params={**params, "cursor": cursor} if cursor else params)
+            page = self.request(
+                "GET", path, params={**params, "cursor": cursor} if cursor else params, expect=("items",)
+            )
             yield from page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -149,7 +177,18 @@ class APIClient:
     # --- meta -----------------------------------------------------------------------------
 
     def hello(self) -> dict[str, Any]:
-        return self.request("GET", "/api/hello")
+        self._hello = self.request("GET", "/api/hello")
+        return self._hello
+
+    @property
+    def features(self) -> frozenset[str]:
+        """What the server supports (``long_poll``, ``claim``, ``leases``, ``leave``), from
+        ``hello()`` (called once if it was not yet); empty for a server older than these."""
+        if self._hello is None:
+            self.hello()
+        assert self._hello is not None
+        features = self._hello.get("features")
+        return frozenset(str(f) for f in features) if isinstance(features, list) else frozenset()
 
     def auth_info(self) -> dict[str, Any]:
         return self.request("GET", "/api/auth")
@@ -266,11 +305,33 @@ class APIClient:
         return self.request("POST", f"/api/flow-runs/{run_id}/cancel", json={"message": message}, idempotent=True)
 
     def flow_run_states(self, run_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/flow-runs/{run_id}/states")["items"]
+        return self.request("GET", f"/api/flow-runs/{run_id}/states", expect=("items",))["items"]
 
-    def get_queue(self, labels: list[str], before: pendulum.DateTime, limit: int = 100) -> list[dict[str, Any]]:
-        body = {"labels": list(labels), "before": before.in_timezone("UTC").isoformat(), "limit": limit}
-        return self.request("POST", "/api/queue", json=body, idempotent=True)["items"]
+    def get_queue(
+        self,
+        labels: list[str],
+        before: pendulum.DateTime,
+        limit: int = 100,
+        *,
+        wait_seconds: float | None = None,
+        claim: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Runs ready for ``labels`` up to ``before``.
+
+        ``wait_seconds``: when none is ready, the server holds the call until one is or the wait
+        ends (long poll; the read timeout grows by the wait). ``claim``: the server claims the
+        runs due now for this client's agent (``set_agent_id``) and answers them Submitted; runs
+        due later come back Scheduled. A claim is not retried after a lost answer: the runs may
+        be claimed already, so read them back (``list_flow_runs(agent_id=...)``).
+        """
+        body: dict[str, Any] = {"labels": list(labels), "before": before.in_timezone("UTC").isoformat(), "limit": limit}
+        if wait_seconds:
+            body["wait_seconds"] = wait_seconds
+        if claim:
+            body["claim"] = True
+        timeout = self.timeout + wait_seconds if wait_seconds else None
+        answer = self.request("POST", "/api/queue", json=body, idempotent=not claim, timeout=timeout, expect=("items",))
+        return answer["items"]
 
     # --- logs -----------------------------------------------------------------------------
 
@@ -292,24 +353,41 @@ class APIClient:
         params: dict[str, Any] = {"limit": limit}
         if cursor:
             params["cursor"] = cursor
-        page = self.request("GET", f"/api/flow-runs/{run_id}/logs", params=params)
+        page = self.request("GET", f"/api/flow-runs/{run_id}/logs", params=params, expect=("items", "next_cursor"))
         return page["items"], page["next_cursor"]
 
     # --- agents ---------------------------------------------------------------------------
 
     def register_agent(
-        self, *, name: str, backend: str, labels: list[str], agent_config_id: str | None = None
+        self,
+        *,
+        name: str,
+        backend: str,
+        labels: list[str],
+        agent_config_id: str | None = None,
+        heartbeat_period: float | None = None,
     ) -> dict[str, Any]:
+        """Register (or re-register) the agent; ``heartbeat_period`` lets the server size its lease."""
         body: dict[str, Any] = {"name": name, "backend": backend, "labels": labels}
         if agent_config_id:
             body["agent_config_id"] = agent_config_id
-        return self.request("POST", "/api/agents", json=body)
+        if heartbeat_period is not None:
+            body["heartbeat_period"] = heartbeat_period
+        return self.request("POST", "/api/agents", json=body, expect=("id",))
 
     def agent_heartbeat(self, agent_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/api/agents/{agent_id}/heartbeat", json={}, idempotent=True)
+        """Renew the agent's lease; the answer has ``cancelling`` (its runs asked to cancel) and,
+        from servers with leases, ``lease_expired`` (its runs were recovered meanwhile)."""
+        return self.request(
+            "POST", f"/api/agents/{agent_id}/heartbeat", json={}, idempotent=True, expect=("cancelling",)
+        )
+
+    def leave_agent(self, agent_id: str) -> dict[str, Any]:
+        """The agent exits cleanly: its undeployed runs go back to Scheduled at once."""
+        return self.request("POST", f"/api/agents/{agent_id}/leave", json={}, idempotent=True)
 
     def list_agents(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/agents")["items"]
+        return self.request("GET", "/api/agents", expect=("items",))["items"]
 
     def create_agent_config(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/api/agent-configs", json={"name": name, "settings": settings})
@@ -323,7 +401,7 @@ class APIClient:
         return self.request("POST", "/api/keys", json={"role": role, "name": name})
 
     def list_keys(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/keys")["items"]
+        return self.request("GET", "/api/keys", expect=("items",))["items"]
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return self.request("DELETE", f"/api/keys/{key_id}")

@@ -51,7 +51,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "port": 4200,
         "db": "",  # empty: sqlite under $AGENT_HOME
         "auth": False,
-        "threads": 8,
+        "threads": 8,  # for ordinary requests; waiting long polls have their own (long_poll_slots)
+        "agent_lease_seconds": 90.0,
+        "cancelling_timeout_seconds": 300.0,
+        "long_poll_slots": 100,
+        "access_log": True,
+        "metrics_token": "",
     },
     "backends": {},
 }

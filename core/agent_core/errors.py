@@ -77,6 +77,20 @@ class APIUnavailable(APIError):
     """The API could not be reached (connection refused, timeout, 5xx after retries)."""
 
 
+class BadAPIAnswer(APIUnavailable):
+    """The API (or something in front of it) answered 2xx with something other than the JSON the call expects.
+
+    An HTML page from a proxy, a body that is not an object, a missing top-level key. Being an
+    :class:`APIUnavailable`, every loop backs off on it as on an outage.
+    """
+
+
+class StorageUnavailable(APIUnavailable):
+    """The API's database cannot be used right now (unreachable, full, read-only): 503."""
+
+    status = 503
+
+
 class BadRequest(APIError):
     """The API refused the request as malformed (400) or unprocessable (422)."""
 
@@ -130,4 +144,6 @@ def error_for_status(status: int, error: str, detail: Any = None) -> APIError:
         return PayloadTooLarge(error, detail, status)
     if 400 <= status < 500:
         return BadRequest(error, detail, status)
+    if status == 503 and error == "Storage unavailable":
+        return StorageUnavailable(error, detail, status)
     return APIUnavailable(error, detail, status)

@@ -7,15 +7,23 @@ serves its own small app, imports neither the API server nor SQLAlchemy.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
 
 from agent_core.errors import StartupError
+
+# waitress refuses bodies over this itself (with a JSON 413, see below), before the app reads
+# them; the API app's own limit is lower (2 MiB) and names itself.
+MAX_REQUEST_BODY = 4 * 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -35,10 +43,16 @@ class RunningServer:
     thread: threading.Thread
     url: str
     stopping: threading.Event
+    # Called in order once stopping, before the requests in progress are waited for (e.g. the
+    # API's background parts, which also end its long polls at once).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
         """Stop accepting, finish the requests in progress (up to 5 s), and close every socket."""
         self.stopping.set()
+        callbacks, self.on_stop = self.on_stop, []
+        for callback in callbacks:
+            callback()
         try:
             self.server.pull_trigger()
         except OSError:
@@ -65,12 +79,38 @@ def serve_in_thread(app: Any, host: str, port: int, *, name: str, threads: int =
     return RunningServer(server=server, thread=thread, url=f"http://{host}:{server.effective_port}", stopping=stopping)
 
 
+class JSONErrorTask(ErrorTask):
+    """waitress's own error answers (a malformed request line, headers or body too large, a
+    broken chunked encoding) as JSON ``{"error", "detail"}``, like every answer of the app."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps({"error": error.reason, "detail": str(error.body).strip()}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JSONErrorChannel(HTTPChannel):
+    error_task_class = JSONErrorTask
+
+
 def create_wsgi_server(app: Any, host: str, port: int, *, threads: int = 8) -> Any:
     try:
-        return create_server(
-            app, host=host, port=port, threads=threads, ident="agent", clear_untrusted_proxy_headers=True
+        server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="agent",
+            clear_untrusted_proxy_headers=True,
+            max_request_body_size=MAX_REQUEST_BODY,
         )
     except OSError as exc:
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port") from None
     except (socket.gaierror, ValueError) as exc:
         raise StartupError(f"cannot listen on {host}:{port}: {exc}") from None
+    server.channel_class = JSONErrorChannel
+    return server

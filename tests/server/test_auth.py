@@ -41,6 +41,7 @@ ALLOWED = {
     ("POST", "/api/queue"): RUNNER,
     ("POST", "/api/agents"): RUNNER,
     ("POST", "/api/agents/{id}/heartbeat"): RUNNER,
+    ("POST", "/api/agents/{id}/leave"): RUNNER,
     ("GET", "/api/agents"): ALL,
     ("POST", "/api/agent-configs"): ADMIN,
     ("GET", "/api/agent-configs/{id}"): ALL,
@@ -108,12 +109,14 @@ def well_formed_request(endpoint, admin, targets):
         ("POST", "/api/queue"): {"labels": []},
         ("POST", "/api/agents"): {"name": "agent", "backend": "local"},
         ("POST", "/api/agents/{id}/heartbeat"): {},
+        ("POST", "/api/agents/{id}/leave"): {},
         ("POST", "/api/agent-configs"): {"name": "config", "settings": {}},
         ("POST", "/api/keys"): {"role": "runner"},
     }
     owner = {
         "/api/flows/{id}": "flow",
         "/api/agents/{id}/heartbeat": "agent",
+        "/api/agents/{id}/leave": "agent",
         "/api/agent-configs/{id}": "config",
         "/api/keys/{id}": "key",
     }
@@ -293,6 +296,7 @@ ISOLATION = [
     ("POST", "/api/flow-runs", {"flow_id": "{flow}"}),
     ("POST", "/api/flow-runs", {"flow_name": "a-secret-flow"}),
     ("POST", "/api/agents/{agent}/heartbeat", {}),
+    ("POST", "/api/agents/{agent}/leave", {}),
     ("POST", "/api/agents", {"name": "b", "agent_config_id": "{config}"}),
     ("GET", "/api/agent-configs/{config}", None),
     ("DELETE", "/api/keys/{key}", None),

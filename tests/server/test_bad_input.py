@@ -70,6 +70,7 @@ VALID = {
     "/api/queue": {"labels": [], "limit": 10},
     "/api/agents": {"name": "agent", "backend": "local", "labels": []},
     "/api/agents/{agent}/heartbeat": {},
+    "/api/agents/{agent}/leave": {},
     "/api/agent-configs": {"name": "config", "settings": {}},
     "/api/keys": {"role": "runner"},
 }
@@ -207,6 +208,7 @@ UNKNOWN_IDS = [
     ("POST", "/api/flow-runs", {"flow_name": "no-such-flow"}),
     ("POST", "/api/logs", {"logs": [{"flow_run_id": "{x}", "message": "m"}]}),
     ("POST", "/api/agents/{x}/heartbeat", {}),
+    ("POST", "/api/agents/{x}/leave", {}),
     ("POST", "/api/agents", {"agent_config_id": "{x}"}),
     ("GET", "/api/agent-configs/{x}", None),
     ("DELETE", "/api/keys/{x}", None),
@@ -271,6 +273,20 @@ BAD_CURSORS = [
     ("/api/flow-runs/{run}/logs", b64(["a"])),
     ("/api/flow-runs/{run}/logs", b64([1, 2])),
     ("/api/flow-runs/{run}/logs", "x" * 1001),
+    # crafted: the right shape, values no issued cursor holds
+    ("/api/flows", b64([True])),
+    ("/api/flows", b64([2**63])),
+    ("/api/flow-runs", b64([True, "x"])),
+    ("/api/flow-runs", b64([2**63, "x"])),
+    ("/api/flow-runs", b64(["2026-01-01T00:00:00+00:00", 5])),
+    ("/api/flow-runs", b64(["0001-01-01T00:00:00+05:00", "x"])),
+    ("/api/flow-runs", b64(["9999-12-31T23:00:00-05:00", "x"])),
+    ("/api/flow-runs/{run}/logs", b64([True])),
+    ("/api/flow-runs/{run}/logs", b64([2**63])),
+    ("/api/flow-runs/{run}/logs", b64([2**31])),
+    ("/api/flow-runs/{run}/logs", b64([-1])),
+    ("/api/flow-runs/{run}/logs", b64([1.5])),
+    ("/api/flow-runs/{run}/logs", b64(["1"])),
 ]
 
 
@@ -304,6 +320,22 @@ BAD_QUERIES = [
 @pytest.mark.parametrize(("path", "params", "field"), BAD_QUERIES, ids=[f"{p} {q}" for p, q, _ in BAD_QUERIES])
 def test_a_bad_query_parameter_is_a_400_naming_it(server, ids, path, params, field):
     assert_error(send(server, "GET", fill(path, ids), params=params), 400, field)
+
+
+@pytest.mark.parametrize(
+    "agent_id", ["x" * 37, "a" * 10_000, "a\tb", "caf\u00e9"], ids=["37 chars", "10k chars", "tab", "non-ascii"]
+)
+@pytest.mark.parametrize("path", ["/api/queue", "/api/flow-runs/{run}/state", "/api/agents/{agent}/leave"])
+def test_a_bad_agent_id_header_is_a_400_naming_it(server, ids, path, agent_id):
+    body = fill(VALID[path], ids)
+    response = requests.post(
+        f"{server.url}{fill(path, ids)}",
+        data=json.dumps(body).encode(),
+        headers={**JSON, "X-Agent-Id": agent_id.encode("utf-8")},
+        timeout=30,
+    )
+
+    assert_error(response, 400, "X-Agent-Id")
 
 
 def test_an_unknown_path_is_a_json_404(server):

@@ -1,5 +1,8 @@
 """Flows: registering (a changed definition bumps the version), reading by id or name, listing."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
@@ -117,3 +120,42 @@ def test_a_backend_run_config_type_is_stored_as_given(api):
     flow = api.register_flow("etl", "run", run_config=config)
 
     assert api.get_flow(flow["id"])["run_config"] == config
+
+
+RACERS = 8
+ROUNDS = 6
+
+
+def test_racing_registrations_of_one_new_flow_all_succeed_and_every_change_bumps_the_version(api_server):
+    clients = [api_server.client() for _ in range(RACERS)]
+    for round_ in range(ROUNDS):
+        name = f"race-{round_}"
+        barrier = threading.Barrier(RACERS)
+
+        def register(i, name=name, barrier=barrier):
+            barrier.wait(timeout=30)
+            return clients[i].register_flow(name, f"echo {i}")
+
+        with ThreadPoolExecutor(RACERS) as pool:
+            answers = list(pool.map(register, range(RACERS)))
+
+        changed = sorted(a["version"] for a in answers if a["changed"])
+        assert changed == list(range(1, RACERS + 1))  # each distinct definition: one version
+        final = clients[0].get_flow(name)
+        assert final["version"] == RACERS
+        assert final["command"] == next(a["command"] for a in answers if a["version"] == RACERS)
+
+
+def test_racing_registrations_of_one_definition_make_one_version(api_server):
+    clients = [api_server.client() for _ in range(RACERS)]
+    barrier = threading.Barrier(RACERS)
+
+    def register(client):
+        barrier.wait(timeout=30)
+        return client.register_flow("same", "echo same")
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        answers = list(pool.map(register, clients))
+
+    assert [a["changed"] for a in answers].count(True) == 1
+    assert {a["version"] for a in answers} == {1}

@@ -418,3 +418,37 @@ def test_upgrading_to_v3_keeps_one_agent_per_name_and_renames_the_older_twins(en
         names = dict(conn.execute(sa.select(agents.c.id, agents.c.name)).all())
     assert names == {"b" * 36: "twin", "a" * 36: "twin-aaaaaaaa"}
     assert Store(engine).register_agent("default", {"name": "twin"})["id"] == "b" * 36
+
+
+def test_upgrading_to_v4_gives_each_agent_a_lease_of_90_s_from_its_last_heartbeat(engine):
+    upgrade(engine, target=3)
+    agents = sa.Table("agents", sa.MetaData(), autoload_with=engine)
+    tenants = sa.Table("tenants", sa.MetaData(), autoload_with=engine)
+    seen = datetime(2026, 1, 1, 12, 0, 0)
+    with engine.begin() as conn:
+        conn.execute(tenants.insert().values(id="default", name="default", created=seen))
+        conn.execute(
+            agents.insert().values(
+                id="a" * 36,
+                tenant_id="default",
+                name="old",
+                backend="local",
+                labels=[],
+                created=seen,
+                last_heartbeat=seen,
+            )
+        )
+
+    upgrade(engine)
+
+    (agent,) = Store(engine).list_agents("default")
+    assert pendulum.parse(agent["lease_until"]) == pendulum.instance(seen, tz="UTC").add(seconds=90)
+    assert (agent["left"], agent["heartbeat_period"], agent["alive"]) == (None, None, False)
+
+
+def test_a_v1_agent_is_recovered_like_any_other_after_the_upgrade(upgraded):
+    # agent-1 was last seen in 2025 and holds run-running: the first sweep recovers it.
+    done = upgraded.expire_leases()
+
+    assert [(d["id"], d["to"]) for d in done] == [("run-running", "Failed")]
+    assert upgraded.get_run("default", "run-running")["state"]["message"].startswith("Lost: agent old-agent")

@@ -52,6 +52,7 @@ def concrete_path(path, objects):
     owner = {
         "/api/flows/{id}": "flow",
         "/api/agents/{id}/heartbeat": "agent",
+        "/api/agents/{id}/leave": "agent",
         "/api/agent-configs/{id}": "config",
         "/api/keys/{id}": "key",
     }.get(path, "run")
@@ -210,6 +211,7 @@ GOOD_BODIES = {
     "/api/queue": lambda o: {"labels": []},
     "/api/agents": lambda o: {"name": "a"},
     "/api/agents/{id}/heartbeat": lambda o: {},
+    "/api/agents/{id}/leave": lambda o: {},
     "/api/agent-configs": lambda o: {"name": "c", "settings": {}},
     "/api/keys": lambda o: {"role": "user"},
 }
@@ -225,11 +227,25 @@ def test_the_documented_success_status_is_the_one_answered(server, document, obj
     assert str(response.status_code) in documented, response.text
 
 
+def validator(document, schema):
+    """A validator of ``schema`` whose ``#/components/...`` references resolve in the document."""
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
 def test_errors_have_the_documented_shape(server, document):
     error_schema = document["paths"]["/api/flows"]["post"]["responses"]["4XX"]["content"]["application/json"]
     response = send(server, "POST", "/api/flows", {"name": 3})
 
-    jsonschema.validate(response.json(), error_schema["schema"])
+    validator(document, error_schema["schema"]).validate(response.json())
+
+
+@pytest.mark.parametrize(("method", "path"), ALL_ENDPOINTS, ids=[f"{m} {p}" for m, p in ALL_ENDPOINTS])
+def test_a_successful_answer_matches_its_documented_schema(server, document, objects, method, path):
+    body = GOOD_BODIES[path](objects) if method == "POST" else None
+    response = send(server, method, concrete_path(path, objects), body)
+    schema = document["paths"][path][method.lower()]["responses"][str(response.status_code)]
+
+    validator(document, schema["content"]["application/json"]["schema"]).validate(response.json())
 
 
 @pytest.mark.parametrize(

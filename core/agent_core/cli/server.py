@@ -1,5 +1,7 @@
 """``agent server``: serve the orchestration API (and the dashboard at ``/``) over HTTP."""
 
+from __future__ import annotations
+
 import signal
 import threading
 from typing import Annotated, Any
@@ -15,15 +17,27 @@ app = typer.Typer(help="Serve the orchestration API and the dashboard.", no_args
 
 def serve(cli: CLIState, what: str) -> None:
     """Serve the API app (dashboard included) with the ``[server]`` settings until SIGINT or SIGTERM."""
+    from agent_core.server.logs import configure_logging
     from agent_core.server.serve import check_auth_policy, make_server, open_store, serve_until
+    from agent_core.server.settings import ServerSettings
+    from agent_core.server.storage.db import describe_url
 
     settings = cli.config.section("server")
+    server_settings = ServerSettings.from_config(settings)
     cli.start_logging()
+    configure_logging()  # adds the password mask to the handlers start_logging set up
     store = open_store(cli.config.db_url)
     check_auth_policy(settings["host"], settings["auth"], store)
-    server = make_server(store, settings["host"], settings["port"], auth=settings["auth"], threads=settings["threads"])
+    server, service = make_server(
+        store,
+        settings["host"],
+        settings["port"],
+        auth=settings["auth"],
+        threads=settings["threads"],
+        settings=server_settings,
+    )
     url = f"http://{settings['host']}:{server.effective_port}"
-    db_shown = store.engine.url.render_as_string(hide_password=True)
+    db_shown = describe_url(store.engine.url)
     say(f"Serving {what} on {url} (database {db_shown}, auth {'on' if settings['auth'] else 'off'})")
     say(f"Dashboard: {url}/")
 
@@ -32,6 +46,7 @@ def serve(cli: CLIState, what: str) -> None:
     def stop(signum: int, _frame: Any) -> None:
         say("Stopping the API server")
         stopping.set()
+        service.wakeups.close()  # waiting long polls answer now rather than hold the shutdown
         try:
             server.pull_trigger()
         except OSError:
@@ -39,8 +54,12 @@ def serve(cli: CLIState, what: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    serve_until(server, stopping)
-    store.engine.dispose()
+    service.start()
+    try:
+        serve_until(server, stopping)
+    finally:
+        service.stop()
+        store.engine.dispose()
 
 
 @app.command("start")

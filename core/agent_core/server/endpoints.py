@@ -7,10 +7,15 @@ from typing import Any
 import pendulum
 
 from agent_core import __version__
-from agent_core.errors import BadRequest
+from agent_core.errors import AuthError, BadRequest
 from agent_core.server import schemas as s
-from agent_core.server.routing import ALL_ROLES, Call, Endpoint
+from agent_core.server.longpoll import answer_queue
+from agent_core.server.routing import AGENT_ID_HEADER, ALL_ROLES, Call, Endpoint
+from agent_core.server.settings import MAX_WAIT_SECONDS
 from agent_core.states import State
+
+# What this server supports, for agents to choose from (GET /api/hello).
+FEATURES = ("long_poll", "claim", "leases", "leave")
 
 RUNNER = frozenset({"runner", "admin"})
 USER = frozenset({"user", "admin"})
@@ -18,7 +23,14 @@ ADMIN = frozenset({"admin"})
 
 
 def hello(call: Call) -> dict[str, Any]:
-    return {"name": "agent", "version": __version__, "api_version": 1}
+    return {
+        "name": "agent",
+        "version": __version__,
+        "api_version": 1,
+        "features": list(FEATURES),
+        "max_wait_seconds": MAX_WAIT_SECONDS,
+        "agent_lease_seconds": call.service.settings.agent_lease_seconds,
+    }
 
 
 def auth_info(call: Call) -> dict[str, Any]:
@@ -99,8 +111,30 @@ def prune_runs(call: Call) -> dict[str, Any]:
 
 
 def queue(call: Call) -> dict[str, Any]:
-    before = call.body["before"] or pendulum.now("UTC")
-    runs = call.store.queue(call.tenant, call.body.get("labels") or [], before, call.body["limit"])
+    body = call.body
+    wait = body["wait_seconds"]
+    if wait > MAX_WAIT_SECONDS:
+        raise BadRequest(
+            "Invalid request",
+            {"wait_seconds": f"at most {MAX_WAIT_SECONDS:g} (max_wait_seconds in GET /api/hello), not {wait:g}"},
+            422,
+        )
+    if body["claim"] and not call.agent_id:
+        raise BadRequest(
+            "Invalid request",
+            {AGENT_ID_HEADER: "claim needs the header naming the registered agent that claims (POST /api/agents)"},
+            422,
+        )
+    runs = answer_queue(
+        call.store,
+        call.service.wakeups,
+        call.tenant,
+        body.get("labels") or [],
+        body["before"] or pendulum.now("UTC"),
+        body["limit"],
+        wait_seconds=wait,
+        claim_for=call.agent_id if body["claim"] else None,
+    )
     return {"items": runs}
 
 
@@ -114,11 +148,17 @@ def read_logs(call: Call) -> dict[str, Any]:
 
 
 def register_agent(call: Call) -> dict[str, Any]:
-    return call.store.register_agent(call.tenant, call.body)
+    return call.store.register_agent(call.tenant, call.body, call.service.settings.agent_lease_seconds)
 
 
 def agent_heartbeat(call: Call) -> dict[str, Any]:
-    return call.store.heartbeat(call.tenant, call.params["id"])
+    return call.store.heartbeat(call.tenant, call.params["id"], call.service.settings.agent_lease_seconds)
+
+
+def leave_agent(call: Call) -> dict[str, Any]:
+    if call.agent_id is not None and call.agent_id != call.params["id"]:
+        raise AuthError("Forbidden", f"agent {call.agent_id} may not leave for agent {call.params['id']}", 403)
+    return call.store.leave_agent(call.tenant, call.params["id"])
 
 
 def list_agents(call: Call) -> dict[str, Any]:
@@ -149,8 +189,16 @@ def revoke_key(call: Call) -> dict[str, Any]:
 
 
 ENDPOINTS: list[Endpoint] = [
-    Endpoint("GET", "/api/hello", "Connection test: the API's name and version", hello, roles=None, tags=("meta",)),
-    Endpoint("GET", "/api/auth", "The caller's tenant and role", auth_info, tags=("meta",)),
+    Endpoint(
+        "GET",
+        "/api/hello",
+        "Connection test: the API's name and version",
+        hello,
+        roles=None,
+        tags=("meta",),
+        response="Hello",
+    ),
+    Endpoint("GET", "/api/auth", "The caller's tenant and role", auth_info, tags=("meta",), response="Auth"),
     Endpoint(
         "POST",
         "/api/flows",
@@ -159,6 +207,7 @@ ENDPOINTS: list[Endpoint] = [
         USER,
         body=s.FlowCreateSchema,
         tags=("flows",),
+        response="Flow",
     ),
     Endpoint(
         "GET",
@@ -166,10 +215,10 @@ ENDPOINTS: list[Endpoint] = [
         "List flows by name",
         list_flows,
         query=s.PageQuery,
-        response="page",
         tags=("flows",),
+        response="FlowPage",
     ),
-    Endpoint("GET", "/api/flows/{id}", "Read a flow by id or name", get_flow, tags=("flows",)),
+    Endpoint("GET", "/api/flows/{id}", "Read a flow by id or name", get_flow, tags=("flows",), response="Flow"),
     Endpoint(
         "POST",
         "/api/flow-runs",
@@ -179,6 +228,8 @@ ENDPOINTS: list[Endpoint] = [
         body=s.FlowRunCreateSchema,
         status=201,
         tags=("flow-runs",),
+        response="FlowRun",
+        also=(200,),
     ),
     Endpoint(
         "GET",
@@ -186,10 +237,10 @@ ENDPOINTS: list[Endpoint] = [
         "List flow runs, newest first",
         list_runs,
         query=s.RunListQuery,
-        response="page",
         tags=("flow-runs",),
+        response="FlowRunPage",
     ),
-    Endpoint("GET", "/api/flow-runs/{id}", "Read a flow run", get_run, tags=("flow-runs",)),
+    Endpoint("GET", "/api/flow-runs/{id}", "Read a flow run", get_run, tags=("flow-runs",), response="FlowRun"),
     Endpoint(
         "POST",
         "/api/flow-runs/{id}/state",
@@ -197,7 +248,9 @@ ENDPOINTS: list[Endpoint] = [
         set_state,
         RUNNER,
         body=s.SetStateSchema,
+        agent_header="the agent a change to Submitted is for",
         tags=("flow-runs",),
+        response="FlowRun",
     ),
     Endpoint(
         "POST",
@@ -207,6 +260,7 @@ ENDPOINTS: list[Endpoint] = [
         RUNNER,
         body=s.SetDeploymentSchema,
         tags=("flow-runs",),
+        response="FlowRun",
     ),
     Endpoint(
         "POST",
@@ -216,8 +270,16 @@ ENDPOINTS: list[Endpoint] = [
         USER,
         body=s.CancelSchema,
         tags=("flow-runs",),
+        response="FlowRun",
     ),
-    Endpoint("GET", "/api/flow-runs/{id}/states", "A run's state history", run_states, tags=("flow-runs",)),
+    Endpoint(
+        "GET",
+        "/api/flow-runs/{id}/states",
+        "A run's state history",
+        run_states,
+        tags=("flow-runs",),
+        response="StateEntries",
+    ),
     Endpoint(
         "POST",
         "/api/flow-runs/prune",
@@ -233,8 +295,8 @@ ENDPOINTS: list[Endpoint] = [
         "A run's logs in order, from a cursor",
         read_logs,
         query=s.LogQuery,
-        response="page",
         tags=("logs",),
+        response="LogPage",
     ),
     Endpoint(
         "POST",
@@ -245,15 +307,18 @@ ENDPOINTS: list[Endpoint] = [
         body=s.LogBatchSchema,
         status=201,
         tags=("logs",),
+        response="LogsWritten",
     ),
     Endpoint(
         "POST",
         "/api/queue",
-        "Runs ready for an agent with these labels",
+        "Runs ready for an agent with these labels; waits for them (wait_seconds), claims them (claim)",
         queue,
         RUNNER,
         body=s.QueueSchema,
+        agent_header="the registered agent that claims (required with claim: true, else a 422)",
         tags=("agents",),
+        response="FlowRuns",
     ),
     Endpoint(
         "POST",
@@ -264,17 +329,32 @@ ENDPOINTS: list[Endpoint] = [
         body=s.AgentRegisterSchema,
         status=201,
         tags=("agents",),
+        response="Agent",
     ),
     Endpoint(
         "POST",
         "/api/agents/{id}/heartbeat",
-        "Heartbeat; answers with the agent's Cancelling runs",
+        "Heartbeat: renews the agent's lease; answers its Cancelling runs and whether its lease expired",
         agent_heartbeat,
         RUNNER,
         body=s.Empty,
         tags=("agents",),
+        response="Heartbeat",
     ),
-    Endpoint("GET", "/api/agents", "List agents with their last heartbeat", list_agents, tags=("agents",)),
+    Endpoint(
+        "POST",
+        "/api/agents/{id}/leave",
+        "The agent exited cleanly: hand back its undeployed runs, mark it left",
+        leave_agent,
+        RUNNER,
+        body=s.Empty,
+        agent_header="when sent, must be the agent's own id (else a 403)",
+        tags=("agents",),
+        response="AgentLeft",
+    ),
+    Endpoint(
+        "GET", "/api/agents", "List agents with their last heartbeat", list_agents, tags=("agents",), response="Agents"
+    ),
     Endpoint(
         "POST",
         "/api/agent-configs",
@@ -284,6 +364,7 @@ ENDPOINTS: list[Endpoint] = [
         body=s.AgentConfigCreateSchema,
         status=201,
         tags=("agents",),
+        response="AgentConfig",
     ),
     Endpoint(
         "GET",
@@ -292,6 +373,7 @@ ENDPOINTS: list[Endpoint] = [
         get_agent_config,
         ALL_ROLES,
         tags=("agents",),
+        response="AgentConfig",
     ),
     Endpoint(
         "POST",
@@ -302,7 +384,8 @@ ENDPOINTS: list[Endpoint] = [
         body=s.KeyCreateSchema,
         status=201,
         tags=("keys",),
+        response="Key",
     ),
-    Endpoint("GET", "/api/keys", "List the tenant's API keys", list_keys, ADMIN, tags=("keys",)),
-    Endpoint("DELETE", "/api/keys/{id}", "Revoke an API key", revoke_key, ADMIN, tags=("keys",)),
+    Endpoint("GET", "/api/keys", "List the tenant's API keys", list_keys, ADMIN, tags=("keys",), response="Keys"),
+    Endpoint("DELETE", "/api/keys/{id}", "Revoke an API key", revoke_key, ADMIN, tags=("keys",), response="Key"),
 ]

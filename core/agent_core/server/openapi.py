@@ -8,14 +8,12 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from agent_core import __version__
-from agent_core.server.routing import Endpoint
+from agent_core.server.answers import SCHEMAS
+from agent_core.server.routing import AGENT_ID_HEADER, MAX_AGENT_ID, Endpoint
 from agent_core.server.schemas import RunConfigField, UniversalRunConfigSchema, UTCDateTime
 
-ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {}},
-    "required": ["error"],
-}
+ERROR = {"$ref": "#/components/schemas/Error"}
+JSON_ERROR = {"content": {"application/json": {"schema": ERROR}}}
 
 
 def field_schema(field: fields.Field) -> dict[str, Any]:
@@ -66,13 +64,16 @@ def field_schema(field: fields.Field) -> dict[str, Any]:
                 out[high] = validator.max
         elif isinstance(validator, validate.Range):
             if validator.min is not None:
-                out["minimum"] = validator.min
+                out["minimum" if validator.min_inclusive else "exclusiveMinimum"] = validator.min
             if validator.max is not None:
-                out["maximum"] = validator.max
+                out["maximum" if validator.max_inclusive else "exclusiveMaximum"] = validator.max
         elif isinstance(validator, validate.OneOf):
             out["enum"] = list(validator.choices)
     if field.allow_none:
         out = {"anyOf": [out, {"type": "null"}]} if out else out
+    for keyword in ("maximum", "pattern"):
+        if keyword in field.metadata and keyword not in out:
+            out[keyword] = field.metadata[keyword]
     description = field.metadata.get("description")
     if description:
         out["description"] = description
@@ -91,16 +92,16 @@ def schema_to_json(schema: Schema) -> dict[str, Any]:
 
 
 def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    answer = {"$ref": f"#/components/schemas/{endpoint.response}"} if endpoint.response else {"type": "object"}
+    ok = {"description": "OK", "content": {"application/json": {"schema": answer}}}
     op: dict[str, Any] = {
         "summary": endpoint.summary,
         "operationId": f"{endpoint.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', endpoint.path.lower()).strip('_')}",
         "tags": list(endpoint.tags),
         "responses": {
-            str(endpoint.status): {
-                "description": "OK",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
-            "4XX": {"description": "Bad request", "content": {"application/json": {"schema": ERROR}}},
+            **{str(status): ok for status in (endpoint.status, *endpoint.also)},
+            "4XX": {"description": "Bad request (the detail names the problem)", **JSON_ERROR},
+            "503": {"description": "Storage unavailable (the detail names the database)", **JSON_ERROR},
         },
     }
     params = [
@@ -110,6 +111,16 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.query is not None:
         for name, f in endpoint.query().fields.items():
             params.append({"name": name, "in": "query", "required": f.required, "schema": field_schema(f)})
+    if endpoint.agent_header:
+        params.append(
+            {
+                "name": AGENT_ID_HEADER,
+                "in": "header",
+                "required": False,
+                "description": f"The caller's agent id (POST /api/agents): {endpoint.agent_header}",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_AGENT_ID, "pattern": "^[ -~]*$"},
+            }
+        )
     if params:
         op["parameters"] = params
     if endpoint.body is not None:
@@ -124,7 +135,8 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     return op
 
 
-def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
+def openapi_document(endpoints: list[Endpoint], *, auth_required: bool = True) -> dict[str, Any]:
+    """The document; a server without auth (loopback only) declares the bearer key optional."""
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
@@ -133,13 +145,30 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
             "summary": "This document",
             "operationId": "get_openapi",
             "security": [],
-            "responses": {"200": {"description": "OK"}},
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+            },
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            "summary": "Prometheus metrics of this server",
+            "description": "Open on a server without auth; with auth, send the metrics_token or an admin key.",
+            "operationId": "get_metrics",
+            "tags": ["meta"],
+            "responses": {
+                "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "4XX": {"description": "Missing or refused key", **JSON_ERROR},
+            },
         }
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "agent orchestration API", "version": __version__},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+        "security": [{"bearer": []}] if auth_required else [{"bearer": []}, {}],
         "paths": paths,
     }

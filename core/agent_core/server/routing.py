@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 from marshmallow import Schema, ValidationError
@@ -17,19 +17,28 @@ from marshmallow import Schema, ValidationError
 from agent_core.errors import AuthError, BadRequest, PayloadTooLarge
 from agent_core.server.storage import Principal, Store
 
+if TYPE_CHECKING:
+    from agent_core.server.service import APIService
+
 ALL_ROLES = frozenset({"runner", "user", "admin"})
+AGENT_ID_HEADER = "X-Agent-Id"
+MAX_AGENT_ID = 36
 
 
 @dataclass
 class Call:
-    """Everything a handler needs: the store, the caller, and the validated input."""
+    """Everything a handler needs: the server's parts, the caller, and the validated input."""
 
-    store: Store
+    service: APIService
     principal: Principal
     body: dict[str, Any]
     query: dict[str, Any]
     params: dict[str, str]
     agent_id: str | None
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
 
     @property
     def tenant(self) -> str:
@@ -49,7 +58,9 @@ class Endpoint:
     body: type[Schema] | None = None
     query: type[Schema] | None = None
     status: int = 200
-    response: str = "object"
+    response: str = ""  # the answer's schema, a name in answers.SCHEMAS
+    also: tuple[int, ...] = ()  # other success statuses (POST /api/flow-runs: 200 for a known key)
+    agent_header: str = ""  # what the X-Agent-Id header means here, for the document
     tags: tuple[str, ...] = field(default=())
 
 
@@ -146,7 +157,21 @@ def load(schema: type[Schema], data: Any, where: str) -> dict[str, Any]:
         raise BadRequest("Invalid request", exc.messages) from None
 
 
-def make_resource(endpoints: list[Endpoint], store: Store, auth: Authenticator, max_body: int) -> object:
+def agent_id_header(req: falcon.Request) -> str | None:
+    """The caller's agent id (``X-Agent-Id``), checked like any other input."""
+    value = req.get_header(AGENT_ID_HEADER)
+    if value is None:
+        return None
+    check_text(value, AGENT_ID_HEADER)
+    if not value.strip() or len(value) > MAX_AGENT_ID or not (value.isascii() and value.isprintable()):
+        raise BadRequest(
+            "Invalid request",
+            {AGENT_ID_HEADER: f"must be an agent id (1-{MAX_AGENT_ID} characters) from POST /api/agents"},
+        )
+    return value
+
+
+def make_resource(endpoints: list[Endpoint], service: APIService, auth: Authenticator, max_body: int) -> object:
     """A Falcon resource for one path with a responder per declared method (others get 405)."""
 
     def responder_for(endpoint: Endpoint) -> Callable[..., None]:
@@ -154,6 +179,7 @@ def make_resource(endpoints: list[Endpoint], store: Store, auth: Authenticator, 
             principal = Principal(tenant_id=auth.default_tenant, role="admin")
             if endpoint.roles is not None:
                 principal = auth.principal(req)
+                req.context.tenant = principal.tenant_id
                 if principal.role not in endpoint.roles:
                     allowed = ", ".join(sorted(endpoint.roles))
                     raise AuthError(
@@ -172,7 +198,7 @@ def make_resource(endpoints: list[Endpoint], store: Store, auth: Authenticator, 
                 query = load(endpoint.query, dict(req.params), "query")
             elif req.params:
                 raise BadRequest("Invalid request", {"query": f"unexpected parameters: {', '.join(req.params)}"})
-            call = Call(store, principal, body, query, params, req.get_header("X-Agent-Id"))
+            call = Call(service, principal, body, query, params, agent_id_header(req))
             result = endpoint.handler(call)
             status = endpoint.status
             if isinstance(result, tuple):

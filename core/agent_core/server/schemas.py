@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import pendulum
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from agent_core.server.settings import MAX_WAIT_SECONDS
 from agent_core.states import State
 
 NAME = validate.Length(min=1, max=200)
@@ -48,6 +49,15 @@ class StrictFloat(fields.Float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError("must be a number")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """``true`` or ``false``, not ``"yes"`` or ``1``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("must be true or false")
+        return value
 
 
 class StrictString(fields.String):
@@ -163,6 +173,19 @@ class QueueSchema(Base):
     labels = _labels()
     before = UTCDateTime(load_default=None, allow_none=True)
     limit = StrictInteger(load_default=100, validate=validate.Range(min=1, max=MAX_PAGE))
+    # The upper bound (max_wait_seconds) is checked by the handler: more is a 422 naming it.
+    wait_seconds = StrictFloat(
+        load_default=0.0,
+        validate=validate.Range(min=0),
+        metadata={
+            "maximum": MAX_WAIT_SECONDS,
+            "description": "hold the request up to this long until a run is ready (long poll)",
+        },
+    )
+    claim = StrictBoolean(
+        load_default=False,
+        metadata={"description": "claim the runs due now for the agent named by the X-Agent-Id header"},
+    )
 
 
 class LogEntrySchema(Base):
@@ -184,6 +207,12 @@ class AgentRegisterSchema(Base):
     backend = StrictString(load_default="", validate=validate.Length(max=100))
     labels = _labels()
     agent_config_id = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=36))
+    heartbeat_period = StrictFloat(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, min_inclusive=False, max=86_400),
+        metadata={"description": "seconds between the agent's heartbeats; its lease is at least three of them"},
+    )
 
 
 class AgentConfigCreateSchema(Base):
@@ -208,8 +237,20 @@ class PageQuery(Base):
     cursor = fields.String(load_default=None, validate=validate.Length(max=1000))
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
+
+
+# What the server accepts as ``state``: states in any case, separated by commas, blanks around.
+_STATE_PART = "[ \\t]*(" + "|".join(_any_case(s.value) for s in State) + ")?[ \\t]*"
+STATES_PATTERN = f"^{_STATE_PART}(,{_STATE_PART})*$"
+
+
 class RunListQuery(PageQuery):
-    state = fields.String(load_default=None, metadata={"description": "comma-separated states"})
+    state = fields.String(
+        load_default=None,
+        metadata={"description": "comma-separated states, any case", "pattern": STATES_PATTERN},
+    )
     flow = fields.String(load_default=None, metadata={"description": "flow id or name"})
     agent_id = fields.String(load_default=None)
     label = fields.String(load_default=None)

@@ -7,25 +7,37 @@ from typing import Any
 
 from agent_core.client import APIClient
 from agent_core.server.serve import RunningServer, open_store, start_in_thread
+from agent_core.server.service import APIService
+from agent_core.server.settings import ServerSettings
 from agent_core.server.storage import Store
 
 
 @dataclass
 class APIServer:
-    """A waitress server over a store; ``stop()`` then ``start()`` brings it back on the same port."""
+    """A waitress server over a store; ``stop()`` then ``start()`` brings it back on the same port.
+
+    ``settings`` are the ``[server]`` settings (lease, long-poll slots...); ``service`` is the
+    running server's parts (wake-ups, lease sweep, metrics) while it runs.
+    """
 
     db_url: str
     auth: bool = False
     host: str = "127.0.0.1"
     port: int = 0
+    settings: ServerSettings | None = None
+    threads: int = 8
     store: Store = field(init=False)
+    service: APIService | None = field(default=None, init=False)
     _running: RunningServer | None = field(default=None, init=False)
     _clients: list[APIClient] = field(default_factory=list, init=False)
 
     def start(self) -> APIServer:
         if not hasattr(self, "store"):
             self.store = open_store(self.db_url)
-        self._running = start_in_thread(self.store, self.host, self.port, auth=self.auth)
+        self.service = APIService(self.store, self.settings)
+        self._running = start_in_thread(
+            self.store, self.host, self.port, auth=self.auth, threads=self.threads, service=self.service
+        )
         self.port = int(self._running.url.rsplit(":", 1)[1])
         return self
 

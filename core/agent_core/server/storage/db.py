@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -25,13 +26,34 @@ def normalize_url(url: str) -> str:
     return url
 
 
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)")
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:PASSWORD@host``) replaced by ``***``."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
+
+
+def describe_url(url: sa.engine.URL | str) -> str:
+    """A database URL fit for logs and errors: its password masked."""
+    if isinstance(url, sa.engine.URL):
+        return url.render_as_string(hide_password=True)
+    return mask_passwords(url)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write locks."""
     url = normalize_url(url)
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"invalid database URL {url!r}: {exc}") from None
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        reason = "its port is not a number" if "int()" in str(exc) else mask_passwords(str(exc))
+        raise ConfigError(
+            f"invalid database URL {describe_url(url)}: {reason}; "
+            "expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+        ) from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigError(f"invalid database URL {describe_url(parsed)}: port {parsed.port} is not between 1 and 65535")
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
@@ -39,7 +61,10 @@ def make_engine(url: str) -> Engine:
             return sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
         except ModuleNotFoundError:
             raise ConfigError("PostgreSQL support needs psycopg: pip install 'agent-core[postgres]'") from None
-    raise ConfigError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://...")
+    raise ConfigError(
+        f"unsupported database {parsed.get_backend_name()!r} in {describe_url(parsed)}: "
+        "use sqlite:///PATH or postgresql://..."
+    )
 
 
 def _sqlite_engine(url: sa.engine.URL) -> Engine:

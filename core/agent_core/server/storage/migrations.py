@@ -179,10 +179,35 @@ def _v3_unique_agent_names(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE UNIQUE INDEX uq_agents_tenant_name ON agents (tenant_id, name)")
 
 
+def _v4_agent_leases(conn: Connection) -> None:
+    # The lease of each agent (its last heartbeat plus the lease length) is stored, so that the
+    # sweep is one indexed comparison on both databases. Agents seen before this version get
+    # the default lease of 90 s from their last heartbeat.
+    for ddl in (
+        "ALTER TABLE agents ADD COLUMN heartbeat_period FLOAT",
+        "ALTER TABLE agents ADD COLUMN lease_until TIMESTAMP",
+        "ALTER TABLE agents ADD COLUMN lease_expired_at TIMESTAMP",
+        "ALTER TABLE agents ADD COLUMN left_at TIMESTAMP",
+    ):
+        conn.exec_driver_sql(ddl)
+    agents = sa.Table(
+        "agents",
+        sa.MetaData(),
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("last_heartbeat", UTCDateTime, nullable=False),
+        sa.Column("lease_until", UTCDateTime, nullable=True),
+    )
+    for agent_id, seen in conn.execute(sa.select(agents.c.id, agents.c.last_heartbeat)).all():
+        conn.execute(agents.update().where(agents.c.id == agent_id).values(lease_until=seen.add(seconds=90)))
+    conn.exec_driver_sql("CREATE INDEX ix_agents_lease ON agents (lease_until)")
+    conn.exec_driver_sql("CREATE INDEX ix_flow_runs_agent ON flow_runs (agent_id, state)")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "run retries and state history", _v2_retries_and_history),
     Migration(3, "unique agent names per tenant", _v3_unique_agent_names),
+    Migration(4, "agent leases and leaving", _v4_agent_leases),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

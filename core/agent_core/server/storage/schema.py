@@ -83,6 +83,8 @@ flow_runs = sa.Table(
     sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_flow_runs_idempotency"),
     sa.Index("ix_flow_runs_queue", "tenant_id", "state", "scheduled_start_time"),
     sa.Index("ix_flow_runs_created", "tenant_id", "created", "id"),
+    # added by migration 4: the lease sweep looks runs up by agent and state
+    sa.Index("ix_flow_runs_agent", "agent_id", "state"),
 )
 
 # One row per label, so that the queue's subset test is a plain NOT EXISTS on both databases.
@@ -132,8 +134,15 @@ agents = sa.Table(
     sa.Column("agent_config_id", sa.String(36), nullable=True),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("last_heartbeat", UTCDateTime, nullable=False),
+    # added by migration 4: the lease (see server/leases.py)
+    sa.Column("heartbeat_period", sa.Float, nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("lease_expired_at", UTCDateTime, nullable=True),
+    sa.Column("left_at", UTCDateTime, nullable=True),
     # added by migration 3
     sa.Index("uq_agents_tenant_name", "tenant_id", "name", unique=True),
+    # added by migration 4
+    sa.Index("ix_agents_lease", "lease_until"),
 )
 
 agent_configs = sa.Table(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,17 @@ from agent_core.states import FINAL_STATES, State, can_transition
 DEFAULT_TENANT = "default"
 ROLES = ("runner", "user", "admin")
 KEY_PREFIX = "agk_"
+DEFAULT_LEASE_SECONDS = 90.0
+# PostgreSQL's channel for "a run became ready" (see server/wakeups.py); payloads stay below
+# its 8,000-byte limit.
+READY_CHANNEL = "agent_queue_ready"
+_MAX_NOTIFY_PAYLOAD = 7000
+# Unique-name races (two servers registering one new flow) are retried this often.
+_UNIQUE_RETRIES = 10
+# Integer columns are 32-bit on PostgreSQL: a cursor beyond that is not one we issued.
+_MAX_INT = 2**31 - 1
+
+ReadyListener = Callable[[str, "list[str] | None"], None]
 
 
 @dataclass(frozen=True)
@@ -53,15 +65,31 @@ def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
+def decode_cursor(cursor: str, *types: type) -> list[Any]:
+    """The parts of a cursor, each of the given type (a bool is not an int), or a 400."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         parts = None
-    if not isinstance(parts, list) or len(parts) != arity:
+    if (
+        not isinstance(parts, list)
+        or len(parts) != len(types)
+        or not all(type(part) is kind for part, kind in zip(parts, types, strict=True))
+        or any(isinstance(part, int) and not 0 <= part <= _MAX_INT for part in parts)
+    ):
         raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued; start without one"})
     return parts
+
+
+def _cursor_time(text: str) -> pendulum.DateTime:
+    try:
+        parsed = pendulum.parse(text, exact=True)
+        if isinstance(parsed, pendulum.DateTime):
+            return parsed.in_timezone("UTC")
+    except (ValueError, OverflowError, pendulum.parsing.exceptions.ParserError):
+        pass
+    raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued; start without one"})
 
 
 def _iso(value: pendulum.DateTime | None) -> str | None:
@@ -71,13 +99,42 @@ def _iso(value: pendulum.DateTime | None) -> str | None:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._ready_listeners: list[ReadyListener] = []
+
+    def add_ready_listener(self, listener: ReadyListener) -> None:
+        """Call ``listener(tenant_id, labels)`` after each commit that made a run ready (created,
+        put back to Scheduled, retried); ``labels`` None means "any run of the tenant"."""
+        self._ready_listeners.append(listener)
+
+    def remove_ready_listener(self, listener: ReadyListener) -> None:
+        if listener in self._ready_listeners:
+            self._ready_listeners.remove(listener)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        ready: list[tuple[str, list[str] | None]] = []
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+            conn.info["agent_ready"] = ready
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("agent_ready", None)
+        for tenant_id, labels in ready:
+            for listener in self._ready_listeners:
+                listener(tenant_id, labels)
+
+    def _mark_ready(self, conn: Connection, tenant_id: str, labels: list[str]) -> None:
+        """Note that a run became ready: waiters here are woken after the commit, and on
+        PostgreSQL every server listening is told at the commit (NOTIFY is transactional)."""
+        conn.info["agent_ready"].append((tenant_id, list(labels)))
+        if self.is_postgres:
+            payload = json.dumps({"t": tenant_id, "l": list(labels)})
+            if len(payload.encode()) > _MAX_NOTIFY_PAYLOAD:
+                payload = json.dumps({"t": tenant_id})
+            conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, payload)))
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -87,6 +144,22 @@ class Store:
     # --- tenants and keys -----------------------------------------------------------------
 
     def ensure_tenant(self, name: str = DEFAULT_TENANT) -> str:
+        return self._retry_unique(lambda: self._ensure_tenant(name))
+
+    def _retry_unique(self, write: Callable[[], Any]) -> Any:
+        """Run ``write`` (one transaction), again when a concurrent one inserted the same unique name
+        or moved the row on first: the retry then sees that row and updates it instead."""
+        for attempt in range(_UNIQUE_RETRIES):
+            try:
+                return write()
+            except (sa.exc.IntegrityError, _ConcurrentUpdate):
+                if attempt == _UNIQUE_RETRIES - 1:
+                    raise StateUpdateConflict(
+                        "Concurrent update", "the same object kept changing concurrently; try again"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _ensure_tenant(self, name: str) -> str:
         with self._write() as conn:
             row = conn.execute(sa.select(t.tenants.c.id).where(t.tenants.c.name == name)).first()
             if row:
@@ -132,11 +205,11 @@ class Store:
             return self._key_dict({**row, "revoked": row["revoked"] or now()})
 
     def authenticate(self, secret: str) -> Principal | None:
+        digest = hash_key(secret)
         with self._read() as conn:
-            row = (
-                conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_hash == hash_key(secret))).mappings().first()
-            )
-        if row is None or row["revoked"] is not None:
+            row = conn.execute(sa.select(t.api_keys).where(t.api_keys.c.key_hash == digest)).mappings().first()
+        # The lookup is by digest; the final comparison takes the same time whatever differs.
+        if row is None or not hmac.compare_digest(row["key_hash"], digest) or row["revoked"] is not None:
             return None
         return Principal(tenant_id=row["tenant_id"], role=row["role"], key_id=row["id"])
 
@@ -169,6 +242,9 @@ class Store:
 
         Returns the flow and whether anything was written.
         """
+        return self._retry_unique(lambda: self._register_flow(tenant_id, data))
+
+    def _register_flow(self, tenant_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         definition = {
             "command": data["command"],
             "description": data.get("description", ""),
@@ -177,7 +253,11 @@ class Store:
         }
         with self._write() as conn:
             cond = (t.flows.c.tenant_id == tenant_id) & (t.flows.c.name == data["name"])
-            row = conn.execute(sa.select(t.flows).where(cond)).mappings().first()
+            query = sa.select(t.flows).where(cond)
+            if self.is_postgres:
+                # Concurrent updates of one flow queue here instead of failing their version check.
+                query = query.with_for_update()
+            row = conn.execute(query).mappings().first()
             stamp = now()
             if row is None:
                 values = {
@@ -194,7 +274,14 @@ class Store:
             if all(row[k] == v for k, v in definition.items()):
                 return self._flow_dict(row), False
             values = {**row, **definition, "version": row["version"] + 1, "updated": stamp}
-            conn.execute(t.flows.update().where(cond).values(**definition, version=values["version"], updated=stamp))
+            # Compare-and-set on the version: two updates racing on PostgreSQL both bump it.
+            result = conn.execute(
+                t.flows.update()
+                .where(cond & (t.flows.c.version == row["version"]))
+                .values(**definition, version=values["version"], updated=stamp)
+            )
+            if result.rowcount != 1:
+                raise _ConcurrentUpdate()
             return self._flow_dict(values), True
 
     def get_flow(self, tenant_id: str, id_or_name: str) -> dict[str, Any]:
@@ -218,8 +305,8 @@ class Store:
     def list_flows(self, tenant_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         query = sa.select(t.flows).where(t.flows.c.tenant_id == tenant_id)
         if cursor:
-            (after,) = decode_cursor(cursor, 1)
-            query = query.where(t.flows.c.name > str(after))
+            (after,) = decode_cursor(cursor, str)
+            query = query.where(t.flows.c.name > after)
         query = query.order_by(t.flows.c.name).limit(limit + 1)
         with self._read() as conn:
             rows = list(conn.execute(query).mappings())
@@ -297,6 +384,7 @@ class Store:
                         [{"flow_run_id": run_id, "label": x} for x in values["labels"]],
                     )
                 self._record_state(conn, values, State.SCHEDULED, "Created", None)
+                self._mark_ready(conn, tenant_id, values["labels"])
         if not created:
             # Another request with the same key won the race; answer with its run.
             existing = self._run_by_idempotency_key(tenant_id, key)
@@ -365,14 +453,9 @@ class Store:
                 sa.exists().where((t.flow_run_labels.c.flow_run_id == r.c.id) & (t.flow_run_labels.c.label == label))
             )
         if cursor:
-            created_iso, last_id = decode_cursor(cursor, 2)
-            try:
-                created = pendulum.parse(str(created_iso), exact=True)
-            except (ValueError, pendulum.parsing.exceptions.ParserError):
-                created = None
-            if not isinstance(created, pendulum.DateTime):
-                raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued"})
-            query = query.where((r.c.created < created) | ((r.c.created == created) & (r.c.id < str(last_id))))
+            created_iso, last_id = decode_cursor(cursor, str, str)
+            created = _cursor_time(created_iso)
+            query = query.where((r.c.created < created) | ((r.c.created == created) & (r.c.id < last_id)))
         query = query.order_by(r.c.created.desc(), r.c.id.desc()).limit(limit + 1)
         with self._read() as conn:
             rows = list(conn.execute(query).mappings())
@@ -403,28 +486,10 @@ class Store:
                     "State update failed",
                     f"run {run_id} is at version {row['version']} ({row['state']}), not {version}",
                 )
-            current = State(row["state"])
-            if not can_transition(current, state):
-                raise IllegalTransition("Illegal transition", f"a {current.value} run cannot become {state.value}")
-            run = dict(row)
-            self._apply_state(conn, run, state, message, agent_id)
-            # A run someone asked to cancel is not retried, whatever its retries say.
-            if state == State.FAILED and current != State.CANCELLING and run["attempt"] <= run["max_retries"]:
-                retry_at = now().add(seconds=run["retry_delay_seconds"])
-                run["attempt"] += 1
-                run["scheduled_start_time"] = retry_at
-                run["deployment"] = None
-                self._apply_state(
-                    conn,
-                    run,
-                    State.SCHEDULED,
-                    f"Retry {run['attempt'] - 1} of {run['max_retries']} at {retry_at.to_iso8601_string()}",
-                    None,
-                    force_agent=True,
-                )
+            self._change_state(conn, dict(row), state, message, agent_id)
         return self.get_run(tenant_id, run_id)
 
-    def _apply_state(
+    def _change_state(
         self,
         conn: Connection,
         run: dict[str, Any],
@@ -434,15 +499,36 @@ class Store:
         *,
         force_agent: bool = False,
     ) -> None:
-        stamp = now()
+        """The version-checked change of ``run`` (as read, at its version) to ``state``, then a
+        retry if a Failed run has retries left: the one path every state change takes."""
+        current = State(run["state"])
+        if not can_transition(current, state):
+            raise IllegalTransition("Illegal transition", f"a {current.value} run cannot become {state.value}")
+        self._apply_state(conn, run, state, message, agent_id, force_agent=force_agent)
+        # A run someone asked to cancel is not retried, whatever its retries say.
+        if state == State.FAILED and current != State.CANCELLING and run["attempt"] <= run["max_retries"]:
+            retry_at = now().add(seconds=run["retry_delay_seconds"])
+            run["attempt"] += 1
+            run["scheduled_start_time"] = retry_at
+            run["deployment"] = None
+            self._apply_state(
+                conn,
+                run,
+                State.SCHEDULED,
+                f"Retry {run['attempt'] - 1} of {run['max_retries']} at {retry_at.to_iso8601_string()}",
+                None,
+                force_agent=True,
+            )
+
+    @staticmethod
+    def _state_values(run: dict[str, Any], state: State, message: str, stamp: pendulum.DateTime) -> dict[str, Any]:
+        """The columns a change of ``run`` to ``state`` writes, the agent aside."""
         values: dict[str, Any] = {
             "state": state.value,
             "state_message": message,
             "state_time": stamp,
             "version": run["version"] + 1,
         }
-        if state == State.SUBMITTED or force_agent:
-            values["agent_id"] = agent_id
         if state == State.RUNNING and run.get("start_time") is None:
             values["start_time"] = stamp
         if state in FINAL_STATES:
@@ -455,6 +541,21 @@ class Store:
                 start_time=None,
                 end_time=None,
             )
+        return values
+
+    def _apply_state(
+        self,
+        conn: Connection,
+        run: dict[str, Any],
+        state: State,
+        message: str,
+        agent_id: str | None,
+        *,
+        force_agent: bool = False,
+    ) -> None:
+        values = self._state_values(run, state, message, now())
+        if state == State.SUBMITTED or force_agent:
+            values["agent_id"] = agent_id
         result = conn.execute(
             t.flow_runs.update()
             .where((t.flow_runs.c.id == run["id"]) & (t.flow_runs.c.version == run["version"]))
@@ -465,6 +566,8 @@ class Store:
             raise StateUpdateConflict("State update failed", f"run {run['id']} changed concurrently")
         run.update(values)
         self._record_state(conn, run, state, message, values.get("agent_id", run.get("agent_id")))
+        if state == State.SCHEDULED:
+            self._mark_ready(conn, run["tenant_id"], list(run["labels"]))
 
     @staticmethod
     def _record_state(conn: Connection, run: dict[str, Any], state: State, message: str, agent_id: str | None) -> None:
@@ -562,26 +665,116 @@ class Store:
                 conn.execute(r.delete().where(r.c.id.in_(doomed)))
         return {"runs": runs, "logs": logs, "states": states, "before": _iso(before), "dry_run": dry_run}
 
-    def queue(self, tenant_id: str, labels: list[str], before: pendulum.DateTime, limit: int) -> list[dict[str, Any]]:
-        """Scheduled runs due before ``before`` whose labels are a subset of ``labels``, oldest first."""
+    @staticmethod
+    def _ready(tenant_id: str, labels: list[str]) -> sa.ColumnElement[bool]:
+        """Scheduled runs of the tenant whose labels are a subset of ``labels``."""
         r = t.flow_runs
         foreign_label = sa.exists().where(
             (t.flow_run_labels.c.flow_run_id == r.c.id) & t.flow_run_labels.c.label.not_in(labels)
         )
-        query = (
-            self._run_select()
-            .add_columns(t.flows.c.version.label("flow_current_version"))
-            .where(
-                (r.c.tenant_id == tenant_id)
-                & (r.c.state == State.SCHEDULED.value)
-                & (r.c.scheduled_start_time <= before)
-                & ~foreign_label
-            )
-            .order_by(r.c.scheduled_start_time, r.c.id)
-            .limit(limit)
+        return (r.c.tenant_id == tenant_id) & (r.c.state == State.SCHEDULED.value) & ~foreign_label
+
+    def queue(self, tenant_id: str, labels: list[str], before: pendulum.DateTime, limit: int) -> list[dict[str, Any]]:
+        """Scheduled runs due before ``before`` whose labels are a subset of ``labels``, oldest first."""
+        with self._read() as conn:
+            return self._queued(conn, tenant_id, labels, None, before, limit)
+
+    def _queued(
+        self,
+        conn: Connection,
+        tenant_id: str,
+        labels: list[str],
+        after: pendulum.DateTime | None,
+        before: pendulum.DateTime,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        r = t.flow_runs
+        cond = self._ready(tenant_id, labels) & (r.c.scheduled_start_time <= before)
+        if after is not None:
+            cond = cond & (r.c.scheduled_start_time > after)
+        query = self._run_select().where(cond).order_by(r.c.scheduled_start_time, r.c.id).limit(limit)
+        return [self._run_dict(row) for row in conn.execute(query).mappings()]
+
+    def next_start(self, tenant_id: str, labels: list[str], after: pendulum.DateTime) -> pendulum.DateTime | None:
+        """The earliest start time after ``after`` of a run ready for ``labels``: when to look again."""
+        r = t.flow_runs
+        query = sa.select(sa.func.min(r.c.scheduled_start_time)).where(
+            self._ready(tenant_id, labels) & (r.c.scheduled_start_time > after)
         )
         with self._read() as conn:
-            return [self._run_dict(row) for row in conn.execute(query).mappings()]
+            return conn.execute(query).scalar()
+
+    def claim(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        labels: list[str],
+        before: pendulum.DateTime,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` ready runs due now for the agent ``agent_id``, atomically; then the ready runs due
+        later (up to ``before``), unclaimed, to fill the limit.
+
+        A claim writes what the version-checked change to Submitted writes (state, message, time,
+        version + 1, agent, a history entry). PostgreSQL skips rows another claim holds
+        (``FOR UPDATE SKIP LOCKED``), so racing agents never wait for or conflict with each other;
+        SQLite's write lock, taken at BEGIN, makes the transaction the only writer.
+        """
+        r = t.flow_runs
+        stamp = now()
+        with self._write() as conn:
+            name = conn.execute(
+                sa.select(t.agents.c.name).where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
+            ).scalar()
+            if name is None:
+                raise NotFound("Agent not found", {"X-Agent-Id": agent_id})
+            message = f"Submitted by agent {name}"
+            query = (
+                self._run_select()
+                .where(self._ready(tenant_id, labels) & (r.c.scheduled_start_time <= stamp))
+                .order_by(r.c.scheduled_start_time, r.c.id)
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True, of=r)
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+            claimed = []
+            if rows:
+                result = conn.execute(
+                    r.update()
+                    .where(r.c.id.in_([row["id"] for row in rows]) & (r.c.state == State.SCHEDULED.value))
+                    .values(
+                        state=State.SUBMITTED.value,
+                        state_message=message,
+                        state_time=stamp,
+                        version=r.c.version + 1,
+                        agent_id=agent_id,
+                    )
+                )
+                if result.rowcount != len(rows):  # the locks above make this impossible
+                    raise StateUpdateConflict("State update failed", "a claimed run changed concurrently")
+                for row in rows:
+                    row.update(self._state_values(row, State.SUBMITTED, message, stamp), agent_id=agent_id)
+                conn.execute(
+                    t.flow_run_states.insert(),
+                    [
+                        {
+                            "flow_run_id": row["id"],
+                            "state": State.SUBMITTED.value,
+                            "message": message,
+                            "version": row["version"],
+                            "attempt": row["attempt"],
+                            "agent_id": agent_id,
+                            "timestamp": stamp,
+                        }
+                        for row in rows
+                    ],
+                )
+                claimed = [self._run_dict(row) for row in rows]
+            later = []
+            if len(claimed) < limit and before > stamp:
+                later = self._queued(conn, tenant_id, labels, stamp, before, limit - len(claimed))
+        return claimed + later
 
     @staticmethod
     def _run_dict(row: Any) -> dict[str, Any]:
@@ -657,9 +850,7 @@ class Store:
         """
         after = 0
         if cursor:
-            (after,) = decode_cursor(cursor, 1)
-            if not isinstance(after, int):
-                raise BadRequest("Invalid cursor", {"cursor": "not a cursor this server issued"})
+            (after,) = decode_cursor(cursor, int)
         with self._read() as conn:
             self._run_row(conn, tenant_id, run_id)
             rows = list(
@@ -684,20 +875,31 @@ class Store:
 
     # --- agents ---------------------------------------------------------------------------
 
-    def register_agent(self, tenant_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def lease_seconds(lease_seconds: float, heartbeat_period: float | None) -> float:
+        """An agent's lease: the server's, or three of the agent's heartbeat periods if longer."""
+        return max(lease_seconds, 3 * (heartbeat_period or 0.0))
+
+    def register_agent(
+        self, tenant_id: str, data: dict[str, Any], lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> dict[str, Any]:
         """Register an agent; a name already registered in the tenant keeps its id.
 
         A restarted agent is the same agent, so the runs it claimed before can be found
-        (and re-attached) by its id.
+        (and re-attached) by its id. Registering starts its lease and ends a previous leave.
         """
         config_id = data.get("agent_config_id")
         stamp = now()
+        period = data.get("heartbeat_period")
         values = {
             "name": data.get("name") or "agent",
             "backend": data.get("backend") or "",
             "labels": sorted(set(data.get("labels") or [])),
             "agent_config_id": config_id,
             "last_heartbeat": stamp,
+            "heartbeat_period": period,
+            "lease_until": stamp.add(seconds=self.lease_seconds(lease_seconds, period)),
+            "left_at": None,
         }
         with self._write() as conn:
             if config_id:
@@ -714,19 +916,45 @@ class Store:
                     # Another registration of this name won the race: this one is that agent.
                     row = conn.execute(sa.select(t.agents).where(cond)).mappings().one()
             conn.execute(t.agents.update().where(t.agents.c.id == row["id"]).values(**values))
-            # Lets a starting agent notice that another one with its name is still alive.
-            return {**self._agent_dict({**row, **values}), "previous_heartbeat": _iso(row["last_heartbeat"])}
+            answer = self._agent_dict({**row, **values})
+            # Lets a starting agent notice that another one with its name is still alive; an
+            # agent that left cleanly is not alive, so its successor is not warned.
+            if row["left_at"] is None:
+                answer["previous_heartbeat"] = _iso(row["last_heartbeat"])
+            return answer
 
-    def heartbeat(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
-        """Record that the agent is alive; answer with its runs that were asked to cancel."""
-        with self._write() as conn:
-            result = conn.execute(
-                t.agents.update()
-                .where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
-                .values(last_heartbeat=now())
+    def get_agent(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(t.agents).where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
+                )
+                .mappings()
+                .first()
             )
-            if result.rowcount != 1:
+        if row is None:
+            raise NotFound("Agent not found", {"id": agent_id})
+        return self._agent_dict(row)
+
+    def heartbeat(self, tenant_id: str, agent_id: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> dict[str, Any]:
+        """Record that the agent is alive and renew its lease; answer with its runs that were asked
+        to cancel, and whether its lease ran out since its previous heartbeat (its runs recovered)."""
+        stamp = now()
+        with self._write() as conn:
+            cond = (t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id)
+            row = conn.execute(sa.select(t.agents).where(cond)).mappings().first()
+            if row is None:
                 raise NotFound("Agent not found", {"id": agent_id})
+            conn.execute(
+                t.agents.update()
+                .where(cond)
+                .values(
+                    last_heartbeat=stamp,
+                    lease_until=stamp.add(seconds=self.lease_seconds(lease_seconds, row["heartbeat_period"])),
+                    lease_expired_at=None,
+                    left_at=None,
+                )
+            )
         with self._read() as conn:
             rows = conn.execute(
                 self._run_select().where(
@@ -735,7 +963,118 @@ class Store:
                     & (t.flow_runs.c.state == State.CANCELLING.value)
                 )
             ).mappings()
-            return {"cancelling": [self._run_dict(r) for r in rows]}
+            return {
+                "cancelling": [self._run_dict(r) for r in rows],
+                "lease_expired": row["lease_expired_at"] is not None,
+            }
+
+    def leave_agent(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        """The agent exited cleanly: hand its claimed-but-undeployed runs back at once, mark it left.
+
+        Its deployed runs keep the lease: a restart within it re-attaches them; otherwise the
+        sweep recovers them as for any silent agent.
+        """
+        agent = self.get_agent(tenant_id, agent_id)
+        handed_back = []
+        for run in self._runs_of(tenant_id, agent_id, [State.SUBMITTED]):
+            if run["deployment"] is not None:
+                continue
+            message = f"Handed back: agent {agent['name']} left before deploying it"
+            if self._recover(run, State.SCHEDULED, message):
+                handed_back.append(run["id"])
+        stamp = now()
+        with self._write() as conn:
+            conn.execute(
+                t.agents.update()
+                .where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
+                .values(left_at=stamp)
+            )
+        return {**agent, "left": _iso(stamp), "handed_back": handed_back}
+
+    def _runs_of(self, tenant_id: str, agent_id: str, states: list[State]) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t.flow_runs).where(
+                    (t.flow_runs.c.tenant_id == tenant_id)
+                    & (t.flow_runs.c.agent_id == agent_id)
+                    & t.flow_runs.c.state.in_([s.value for s in states])
+                )
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def _recover(self, run: dict[str, Any], state: State, message: str) -> bool:
+        """Move ``run`` (as read) to ``state`` if nobody changed it since; False if someone did.
+
+        The compare-and-set on the version is what makes recovery safe when several servers sweep
+        one database: one wins, the others find the version moved and leave the run alone; a
+        retry is written in the winner's transaction, so it is never lost nor made twice.
+        """
+        try:
+            with self._write() as conn:
+                # Handed back or recovered, the run no longer belongs to the agent.
+                self._change_state(conn, dict(run), state, message, None, force_agent=state == State.SCHEDULED)
+        except (StateUpdateConflict, IllegalTransition):
+            return False
+        return True
+
+    # --- the sweep: leases and timeouts (run by every server, see server/leases.py) ------
+
+    def expire_leases(self) -> list[dict[str, Any]]:
+        """Recover the runs of every agent whose lease ran out; returns what was done to which run.
+
+        Submitted and never deployed → Scheduled; deployed, Running → Failed (then retried if
+        retries remain); Cancelling → Cancelled. Each message names the agent and when it went
+        silent. The agents are flagged so that their next heartbeat says ``lease_expired``.
+        """
+        stamp = now()
+        a, r = t.agents, t.flow_runs
+        with self._write() as conn:
+            conn.execute(
+                a.update()
+                .where((a.c.lease_until < stamp) & a.c.lease_expired_at.is_(None) & a.c.left_at.is_(None))
+                .values(lease_expired_at=stamp)
+            )
+        active = [State.SUBMITTED.value, State.RUNNING.value, State.CANCELLING.value]
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(r, a.c.name.label("agent_name"), a.c.last_heartbeat.label("agent_seen"))
+                .join(a, a.c.id == r.c.agent_id)
+                .where(r.c.state.in_(active) & (a.c.lease_until < stamp))
+                .order_by(r.c.scheduled_start_time)
+            ).mappings()
+            runs = [dict(row) for row in rows]
+        done = []
+        for run in runs:
+            silent = f"agent {run.pop('agent_name')} has been silent since {_iso(run.pop('agent_seen'))}"
+            current = State(run["state"])
+            if current == State.SUBMITTED and run["deployment"] is None:
+                state, message = State.SCHEDULED, f"Handed back: {silent} (lease expired) before deploying it"
+            elif current == State.CANCELLING:
+                state, message = State.CANCELLED, f"Cancelled: {silent} (lease expired)"
+            else:
+                state, message = State.FAILED, f"Lost: {silent} (lease expired); its workload may still run"
+            if self._recover(run, state, message):
+                done.append({"id": run["id"], "tenant_id": run["tenant_id"], "from": current.value, "to": state.value})
+        return done
+
+    def expire_cancelling(self, timeout_seconds: float) -> list[str]:
+        """Cancel runs Cancelling for over ``timeout_seconds`` that no live agent holds (no agent,
+        an unknown one, or one whose lease ran out); returns their ids."""
+        stamp = now()
+        a, r = t.agents, t.flow_runs
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(r)
+                .outerjoin(a, a.c.id == r.c.agent_id)
+                .where(
+                    (r.c.state == State.CANCELLING.value)
+                    & (r.c.state_time < stamp.subtract(seconds=timeout_seconds))
+                    & (a.c.id.is_(None) | (a.c.lease_until < stamp))
+                )
+            ).mappings()
+            runs = [dict(row) for row in rows]
+        message = f"Cancelled: no live agent acted on the cancellation within {timeout_seconds:g}s"
+        return [run["id"] for run in runs if self._recover(run, State.CANCELLED, message)]
 
     def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
         with self._read() as conn:
@@ -744,8 +1083,33 @@ class Store:
             ).mappings()
             return [self._agent_dict(r) for r in rows]
 
+    def count_agents_alive(self) -> int:
+        stamp = now()
+        a = t.agents
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).where((a.c.lease_until >= stamp) & a.c.left_at.is_(None))
+            ).scalar_one()
+
+    def count_runs_by_state(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.flow_runs.c.state, sa.func.count()).group_by(t.flow_runs.c.state)).all()
+        return {state: count for state, count in rows}
+
+    def count_due(self) -> int:
+        """Scheduled runs whose start time has come (all tenants, any labels): the queue's depth."""
+        r = t.flow_runs
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).where(
+                    (r.c.state == State.SCHEDULED.value) & (r.c.scheduled_start_time <= now())
+                )
+            ).scalar_one()
+
     @staticmethod
     def _agent_dict(row: Any) -> dict[str, Any]:
+        lease_until = row.get("lease_until")
+        left = row.get("left_at")
         return {
             "id": row["id"],
             "name": row["name"],
@@ -754,6 +1118,10 @@ class Store:
             "agent_config_id": row["agent_config_id"],
             "created": _iso(row["created"]),
             "last_heartbeat": _iso(row["last_heartbeat"]),
+            "heartbeat_period": row.get("heartbeat_period"),
+            "lease_until": _iso(lease_until),
+            "left": _iso(left),
+            "alive": left is None and lease_until is not None and lease_until >= now(),
         }
 
     def create_agent_config(self, tenant_id: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -794,3 +1162,7 @@ class Store:
             "settings": row["settings"],
             "created": _iso(row["created"]),
         }
+
+
+class _ConcurrentUpdate(Exception):
+    """A compare-and-set found the row moved on: the caller's transaction is retried."""

@@ -54,6 +54,7 @@ def test_a_run_succeeds_with_its_output_env_and_labels(
     assert container.labels["agent.attempt"] == "1"
     assert container.labels["agent.agent_name"] == agent.agent.name
     assert container.labels["agent.backend"] == "docker"
+    assert container.labels["agent.flow_id"] == run["flow_id"]
     assert container.attrs["HostConfig"]["NetworkMode"] == "none"
     assert not container.attrs["HostConfig"]["AutoRemove"]  # the exit code must outlive the container
     assert "Y=agent-only" in container.attrs["Config"]["Env"]

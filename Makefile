@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+# pytest-xdist workers: most tests wait on servers, engines and subprocesses, so 4 on 2 cores.
+PYTEST_WORKERS ?= 4
 
 .PHONY: demo test install dev lint format bench docs clean
 
@@ -30,7 +32,7 @@ demo: install
 test: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: dev
 	$(BIN)/ruff check .

@@ -114,7 +114,11 @@ class Config:
         if parts[0] == "backends":
             if len(parts) != 3:
                 raise ConfigError(f"backend settings are backends.NAME.KEY, not {dotted!r}")
-            self.values["backends"].setdefault(parts[1], {})[parts[2]] = value
+            settings = self.values["backends"].setdefault(parts[1], {})
+            # Re-set at the end: the order of the keys is the order of the sources that set them last,
+            # for backends whose settings exclude each other ("the later source wins").
+            settings.pop(parts[2], None)
+            settings[parts[2]] = value
         else:
             section, key = parts
             self.values[section][key] = _coerce(dotted, DEFAULTS[section][key], value)

@@ -47,4 +47,5 @@ def test_moto_server_answers_ecs_calls(moto_server: str, monkeypatch: pytest.Mon
         monkeypatch.setenv(name, value)
     ecs = boto3.client("ecs")
     ecs.create_cluster(clusterName="smoke")
-    assert [arn.rsplit("/", 1)[-1] for arn in ecs.list_clusters()["clusterArns"]] == ["smoke"]
+    # One moto server serves the session: the ECS tests' clusters may be listed too.
+    assert "smoke" in [arn.rsplit("/", 1)[-1] for arn in ecs.list_clusters()["clusterArns"]]

@@ -42,6 +42,7 @@ def on_startup(agent: Any) -> None:
             f"cannot create the local backend's work_dir {directory}: {exc.strerror}; "
             "choose another with --set work_dir=PATH"
         ) from None
+    state_of(agent).reaper.start()
 
 
 @hookimpl

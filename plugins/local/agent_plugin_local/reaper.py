@@ -34,19 +34,25 @@ class Reaper:
 
     # --- the children ---------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the reaping thread (at start-up, so that no deploy pays for it; idempotent)."""
+        with self._lock:
+            self._start()
+
     def add(self, key: str, child: Child) -> None:
         """Own ``child`` (just started) until it exits."""
         with self._lock:
             self._children[key] = child
-            if self._closed:
-                return  # shutting down: whoever holds the process after us reaps it
-            if self._thread is None:
-                self._wake_r, self._wake_w = os.pipe()
-                os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
-                self._thread = threading.Thread(target=self._run, name="local-reaper", daemon=True)
-                self._thread.start()
-            else:
+            if not self._closed:  # shutting down: whoever holds the process after us reaps it
+                self._start()
                 self._wake()
+
+    def _start(self) -> None:
+        if self._thread is None and not self._closed:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
+            self._thread = threading.Thread(target=self._run, name="local-reaper", daemon=True)
+            self._thread.start()
 
     def alive(self, key: str) -> bool | None:
         """Whether the child of ``key`` still runs; ``None`` if it is not ours (any more).

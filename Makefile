@@ -45,5 +45,10 @@ format: dev
 bench: install
 	$(BIN)/python bench/run_all.py
 
+# The documentation site in ./site; --strict turns every warning (a broken link, a page
+# missing from the nav) into a failure.
+docs: dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
 	rm -rf $(VENV)

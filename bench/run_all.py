@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("bench.api_bench", "bench.agent_bench", "bench.docker_bench", "bench.ecs_bench")
+BENCHES = ("bench.api_bench", "bench.agent_bench", "bench.docker_bench", "bench.ecs_bench", "bench.cli_bench")
 
 
 def main() -> int:

@@ -233,6 +233,22 @@ class APIClient:
                 params[key] = value
         return _take(self._pages("/api/flow-runs", params), limit)
 
+    def iter_flow_runs(self, *, states: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every run of the tenant, newest first, a page at a time (stop early by not reading on)."""
+        params: dict[str, Any] = {"limit": 200}
+        if states:
+            params["state"] = ",".join(states)
+        return self._pages("/api/flow-runs", params)
+
+    def prune_flow_runs(
+        self, *, older_than_seconds: float, states: list[str] | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Delete finished runs (and their logs and state history) that ended that long ago (admin)."""
+        body: dict[str, Any] = {"older_than_seconds": older_than_seconds, "dry_run": dry_run}
+        if states:
+            body["states"] = states
+        return self.request("POST", "/api/flow-runs/prune", json=body, idempotent=True)
+
     def set_flow_run_state(self, run_id: str, *, version: int, state: str, message: str = "") -> dict[str, Any]:
         """Compare-and-set; raises :class:`StateUpdateConflict` when ``version`` is stale."""
         return self.request(

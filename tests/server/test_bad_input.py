@@ -65,6 +65,7 @@ VALID = {
     "/api/flow-runs/{run}/state": {"version": 1, "state": {"type": "Submitted", "message": "claim"}},
     "/api/flow-runs/{run}/deployment": {"deployment": {"backend": "local", "platform_id": "1"}},
     "/api/flow-runs/{run}/cancel": {"message": "stop"},
+    "/api/flow-runs/prune": {"older_than_seconds": 86400, "dry_run": True},
     "/api/logs": {"logs": [{"flow_run_id": "{run}", "message": "hello"}]},
     "/api/queue": {"labels": [], "limit": 10},
     "/api/agents": {"name": "agent", "backend": "local", "labels": []},

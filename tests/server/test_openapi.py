@@ -205,6 +205,7 @@ GOOD_BODIES = {
     "/api/flow-runs/{id}/state": lambda o: {"version": 1, "state": {"type": "Submitted"}},
     "/api/flow-runs/{id}/deployment": lambda o: {"deployment": {"backend": "local", "platform_id": "1"}},
     "/api/flow-runs/{id}/cancel": lambda o: {},
+    "/api/flow-runs/prune": lambda o: {"older_than_seconds": 0, "dry_run": True},
     "/api/logs": lambda o: {"logs": [{"flow_run_id": o["run"], "message": "m"}]},
     "/api/queue": lambda o: {"labels": []},
     "/api/agents": lambda o: {"name": "a"},

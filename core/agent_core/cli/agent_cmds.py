@@ -1,39 +1,21 @@
-"""``agent start``, ``agent plugins list`` and ``agent doctor``: the agent-side commands."""
+"""``agent start``, ``agent plugins list`` and ``agent doctor``: the agent-side commands.
 
-from __future__ import annotations
+The engine, the client and the API server are imported inside the commands (see ``main.py``).
+"""
 
-import logging
-import sys
-import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from agent_core.cli.context import state
-from agent_core.cli.output import Format, OutputOption, console, emit_json, table
+from agent_core.cli.options import TYPER_OPTIONS, setting_help
+from agent_core.cli.output import Format, OutputOption, emit_json, say, table
 from agent_core.cli.parsing import key_values
-from agent_core.client import APIClient
-from agent_core.engine.agent import Agent
-from agent_core.engine.settings import AgentSettings
-from agent_core.plugins import describe_installed, get_plugin_manager
-from agent_core.server.serve import RunningServer, start_in_thread
 
-plugins_app = typer.Typer(help="Discovered backends and extensions.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from agent_core.serving import RunningServer
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-def _configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    formatter = logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("urllib3", "waitress"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+plugins_app = typer.Typer(help="Discovered backends and extensions.", no_args_is_help=True, **TYPER_OPTIONS)
 
 
 def start(
@@ -53,7 +35,10 @@ def start(
     agent_config_id: Annotated[str | None, typer.Option("--agent-config-id", help="server-side agent config")] = None,
     api: Annotated[str | None, typer.Option("--api", help="API URL [default: embedded SQLite API]")] = None,
     key: Annotated[str | None, typer.Option("--key", help="runner API key")] = None,
-    drain_timeout: Annotated[float | None, typer.Option(min=0, help="seconds to finish deploys on SIGTERM")] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help=setting_help("seconds to finish deploys on SIGTERM", "agent.drain_timeout")),
+    ] = None,
     disable_plugin: Annotated[list[str] | None, typer.Option("--disable-plugin", help="extension to skip")] = None,
     import_path: Annotated[
         list[str] | None, typer.Option("--import-path", help="local backend: prepend to PYTHONPATH (repeatable)")
@@ -61,12 +46,19 @@ def start(
     show_flow_logs: Annotated[
         bool, typer.Option("--show-flow-logs", help="local backend: echo run output to this log")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging: --log-level debug")] = False,
 ) -> None:
     """Start an agent: poll for flow runs and deploy them with BACKEND."""
-    _configure_logging(verbose)
+    from agent_core.client import APIClient
+    from agent_core.engine.agent import Agent
+    from agent_core.engine.settings import AgentSettings
+    from agent_core.plugins import get_plugin_manager
+
     cli = state(ctx)
     config = cli.config
+    if verbose:
+        config.set("agent.log_level", "DEBUG", "flag")
+    cli.start_logging()
     for dotted, value in (("api.url", api), ("api.key", key)):
         if value is not None:
             config.set(dotted, value, "flag")
@@ -87,7 +79,9 @@ def start(
     url = api_settings["url"]
     if not url:
         # Workloads need a URL they can reach, so the embedded API is served on loopback.
-        from agent_core.server.serve import open_store
+        import logging
+
+        from agent_core.server.serve import open_store, start_in_thread
 
         embedded = start_in_thread(open_store(config.db_url))
         url = embedded.url
@@ -117,6 +111,8 @@ def start(
 @plugins_app.command("list")
 def plugins_list(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     """Every discovered backend and extension: distribution, version and hooks."""
+    from agent_core.plugins import describe_installed
+
     disabled = state(ctx).config.section("agent")["disable_plugins"]
     infos = describe_installed(disabled)
     if output == Format.json:
@@ -144,7 +140,11 @@ def doctor(
     output: OutputOption = Format.table,
 ) -> None:
     """Check the API connection and the backend's preflight checks; exit 1 if any fails."""
+    from agent_core.engine.agent import Agent
+    from agent_core.engine.settings import AgentSettings
+    from agent_core.errors import AuthError, ConfigError, UnknownBackend
     from agent_core.models import CheckResult
+    from agent_core.plugins import get_plugin_manager
 
     cli = state(ctx)
     config = cli.config
@@ -156,23 +156,55 @@ def doctor(
         results.append(CheckResult("API reachable", True, f"{cli.client.url} ({hello['name']} {hello['version']})"))
         info = cli.client.auth_info()
         role_ok = info["role"] in ("runner", "admin")
-        results.append(CheckResult("key may run agents", role_ok, f"role {info['role']}, tenant {info['tenant']}"))
+        results.append(
+            CheckResult(
+                "key may run agents",
+                role_ok,
+                f"role {info['role']}, tenant {info['tenant']}",
+                fix="" if role_ok else "give the agent a runner key: an admin runs 'agent keys create --role runner'",
+            )
+        )
+    except AuthError as exc:
+        results.append(
+            CheckResult("API key accepted", False, str(exc), fix="check --key / AGENT__API__KEY / [api] key")
+        )
     except Exception as exc:
-        results.append(CheckResult("API reachable", False, str(exc)))
+        where = cli.config.section("api")["url"]
+        fix = (
+            f"start the API server there (agent server start) or correct --api / AGENT__API__URL ({where})"
+            if where
+            else "check [server] db / --db and that its folder is writable"
+        )
+        results.append(CheckResult("API reachable", False, str(exc), fix=fix))
     try:
         pm = get_plugin_manager(backend, disabled=config.section("agent")["disable_plugins"])
         agent = Agent(AgentSettings.from_config(config, backend), cli.client, pm)
         agent.load_backend_contract()
         results.append(CheckResult(f"backend {backend}", True, "settings valid"))
-        results.extend(agent.preflight())
+        for result in agent.preflight():
+            if not result.ok and not result.fix:
+                result.fix = f"see the {backend} backend's page in the docs (docs/backends/{backend}.md)"
+            results.append(result)
+    except UnknownBackend as exc:
+        results.append(CheckResult(f"backend {backend}", False, str(exc), fix=f"pip install agent-plugin-{backend}"))
+    except ConfigError as exc:
+        results.append(
+            CheckResult(
+                f"backend {backend}",
+                False,
+                str(exc),
+                fix=f"correct it in [backends.{backend}], AGENT__BACKENDS__{backend.upper()}__KEY or --set KEY=VALUE",
+            )
+        )
     except Exception as exc:
-        results.append(CheckResult(f"backend {backend}", False, str(exc)))
+        results.append(CheckResult(f"backend {backend}", False, str(exc), fix="see the message; agent plugins list"))
     if output == Format.json:
         emit_json([r.__dict__ for r in results])
     else:
         for r in results:
-            mark = ("ok   ", "green") if r.ok else ("FAIL ", "red")
-            console.print(Text.assemble(mark, f"{r.name}: {r.detail}"))
+            say(("ok   ", "green") if r.ok else ("FAIL ", "red"), f"{r.name}: {r.detail}")
+            if not r.ok and r.fix:
+                say("     ", ("fix: ", "bold"), r.fix)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

@@ -1,13 +1,12 @@
 """``agent agents``: the agents that registered with the API."""
 
-from __future__ import annotations
-
 import typer
 
 from agent_core.cli.context import state
+from agent_core.cli.options import TYPER_OPTIONS
 from agent_core.cli.output import Format, OutputOption, human_time, table
 
-app = typer.Typer(help="List agents.", no_args_is_help=True)
+app = typer.Typer(help="List agents.", no_args_is_help=True, **TYPER_OPTIONS)
 
 
 @app.command("list")

@@ -1,15 +1,13 @@
 """``agent config``: the effective configuration and where each value came from."""
 
-from __future__ import annotations
-
 import typer
-from rich.text import Text
 
 from agent_core.cli.context import state
-from agent_core.cli.output import Format, OutputOption, console, emit_json
+from agent_core.cli.options import TYPER_OPTIONS
+from agent_core.cli.output import Format, OutputOption, emit_json, say
 from agent_core.config import is_secret, mask, mask_url
 
-app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, **TYPER_OPTIONS)
 
 
 @app.command("show")
@@ -20,19 +18,21 @@ def show(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     if output == Format.json:
         emit_json(values)
         return
-    console.print(f"[dim]config file: {config.file or 'none'}[/]")
+    say((f"config file: {config.file or 'none'}", "dim"))
     database = "(remote API)" if config.section("api")["url"] else mask_url(config.db_url)
-    console.print(f"[dim]database: {database}[/]", markup=True)
+    say((f"database: {database}", "dim"))
     for section, settings in values.items():
         if section == "backends":
             for backend, backend_settings in settings.items():
-                console.print(f"\n[bold]\\[backends.{backend}][/]")
+                say()
+                say((f"[backends.{backend}]", "bold"))
                 for key, value in backend_settings.items():
                     shown = mask(value) if is_secret(key) else value
                     source = config.sources.get(f"backends.{backend}.{key}", "default")
-                    console.print(Text.assemble(f"{key} = {shown!r}  ", (f"# {source}", "dim")))
+                    say(f"{key} = {shown!r}  ", (f"# {source}", "dim"))
             continue
-        console.print(f"\n[bold]\\[{section}][/]")
+        say()
+        say((f"[{section}]", "bold"))
         for key, value in settings.items():
             source = config.sources.get(f"{section}.{key}", "default")
-            console.print(Text.assemble(f"{key} = {value!r}  ", (f"# {source}", "dim")))
+            say(f"{key} = {value!r}  ", (f"# {source}", "dim"))

@@ -1,16 +1,15 @@
 """``agent keys``: API keys per tenant, with a role each."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
 from agent_core.cli.context import state
-from agent_core.cli.output import Format, OutputOption, console, emit_json, human_time, table
+from agent_core.cli.options import TYPER_OPTIONS
+from agent_core.cli.output import Format, OutputOption, emit_json, human_time, say, table
 from agent_core.errors import ConfigError
 
-app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True, **TYPER_OPTIONS)
 
 
 @app.command("create")
@@ -22,6 +21,9 @@ def create(
         str | None,
         typer.Option(help="tenant to create the key in (created if new); needs direct database access, not --api"),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="print only the secret, for scripts: KEY=$(agent keys create ...)")
+    ] = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Create a key. Its secret is shown once: store it now."""
@@ -37,11 +39,14 @@ def create(
         created = {**key, "key": secret, "tenant": tenant}
     else:
         created = cli.client.create_key(role, name)
+    if quiet:
+        print(created["key"])
+        return
     if output == Format.json:
         emit_json(created)
         return
-    console.print(f"Created {created['role']} key {created['id']} ({created['name']}). It will not be shown again:")
-    console.print(created["key"], markup=False)
+    say(f"Created {created['role']} key {created['id']} ({created['name']}). It will not be shown again:")
+    say(created["key"])
 
 
 @app.command("list")
@@ -63,7 +68,7 @@ def list_keys(ctx: typer.Context, output: OutputOption = Format.table) -> None:
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="key id")]) -> None:
+def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="key id")]) -> None:
     """Revoke a key: requests with it are refused from now on."""
     key = state(ctx).client.revoke_key(key_id)
-    console.print(f"Revoked key {key['id']} ({key['name']})")
+    say(f"Revoked key {key['id']} ({key['name']})")

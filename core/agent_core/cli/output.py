@@ -1,22 +1,26 @@
-"""How commands print: rich tables and human times for people, ``--output json`` for scripts."""
+"""How commands print: rich tables and human times for people, ``--output json`` for scripts.
+
+Nothing printed here is ever parsed as rich markup: the consoles are made with
+``markup=False``, and styled text is built from ``(text, style)`` pieces. Workload output,
+flow names and state messages come from elsewhere, and a line like ``copying [/mnt/data]``
+must print as it is. rich is imported on first use, so commands that print nothing (``--help``)
+do not pay for it.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pendulum
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-# Piped output is not cut at 80 columns; a terminal gets its own width.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 STATE_STYLES = {
     "Scheduled": "cyan",
@@ -27,6 +31,11 @@ STATE_STYLES = {
     "Cancelling": "magenta",
     "Cancelled": "dim",
 }
+LEVEL_STYLES = {"ERROR": "red", "WARNING": "yellow", "CRITICAL": "red bold"}
+SHORT_ID = 8
+
+# A piece of a printed line: plain text, or text with a rich style ("bold", "red").
+Piece = str | tuple[str, str]
 
 
 class Format(StrEnum):
@@ -37,9 +46,40 @@ class Format(StrEnum):
 OutputOption = Annotated[Format, typer.Option("--output", "-o", help="table for people, json for scripts")]
 
 
+@functools.cache
+def console() -> Console:
+    from rich.console import Console
+
+    # Piped output is not cut at 80 columns; a terminal gets its own width.
+    return Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 200)
+
+
+@functools.cache
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def text(*pieces: Piece) -> Text:
+    from rich.text import Text
+
+    return Text.assemble(*pieces)
+
+
+def say(*pieces: Piece) -> None:
+    """Print one line assembled from pieces; no piece is markup."""
+    console().print(text(*pieces))
+
+
 def print_error(message: str) -> None:
     """One line on stderr; the message is printed as is (brackets in it are not markup)."""
-    err_console.print(Text.assemble(("Error: ", "red"), message))
+    err_console().print(text(("Error: ", "red"), message))
+
+
+def print_note(message: str) -> None:
+    """A line for the person on stderr (stdout stays for the data)."""
+    err_console().print(text((message, "dim")))
 
 
 def emit_json(data: Any) -> None:
@@ -49,6 +89,8 @@ def emit_json(data: Any) -> None:
 def human_time(value: str | None) -> str:
     if not value:
         return "-"
+    import pendulum
+
     moment = pendulum.parse(value)
     assert isinstance(moment, pendulum.DateTime)
     return moment.diff_for_humans()
@@ -57,19 +99,26 @@ def human_time(value: str | None) -> str:
 def local_time(value: str | None) -> str:
     if not value:
         return "-"
+    import pendulum
+
     moment = pendulum.parse(value)
     assert isinstance(moment, pendulum.DateTime)
     return moment.in_timezone(pendulum.local_timezone()).format("YYYY-MM-DD HH:mm:ss zz")
 
 
-def styled_state(state: str) -> str:
-    style = STATE_STYLES.get(state, "")
-    return f"[{style}]{state}[/]" if style else state
+def state_piece(state: str) -> Piece:
+    style = STATE_STYLES.get(state)
+    return (state, style) if style else state
+
+
+def short_id(value: str | None) -> str:
+    """The first characters of an id, as tables show it (commands accept any unique prefix)."""
+    return (value or "-")[:SHORT_ID]
 
 
 def table(
     rows: Sequence[dict[str, Any]],
-    columns: Sequence[tuple[str, Callable[[dict[str, Any]], str]]],
+    columns: Sequence[tuple[str, Callable[[dict[str, Any]], Piece]]],
     output: Format,
     *,
     empty: str = "nothing to show",
@@ -78,11 +127,13 @@ def table(
         emit_json(list(rows))
         return
     if not rows:
-        console.print(f"[dim]{empty}[/]")
+        say((empty, "dim"))
         return
+    from rich.table import Table
+
     t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name, _ in columns:
         t.add_column(name, overflow="fold")
     for row in rows:
-        t.add_row(*(fn(row) for _, fn in columns))
-    console.print(t)
+        t.add_row(*(text(fn(row)) for _, fn in columns))
+    console().print(t)

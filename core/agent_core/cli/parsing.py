@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pendulum
 import typer
 
-DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+if TYPE_CHECKING:
+    import pendulum
+
+NUMBER = r"(\d+(?:\.\d+)?)"
+DURATION = re.compile(rf"^\s*(?:{NUMBER}\s*d)?\s*(?:{NUMBER}\s*h)?\s*(?:{NUMBER}\s*m)?\s*(?:{NUMBER}\s*s?)?\s*$")
 
 
 def key_values(items: list[str] | None, what: str) -> dict[str, str]:
@@ -54,15 +57,17 @@ def json_or_file(value: str | None, what: str) -> dict[str, Any] | None:
 
 
 def duration(value: str, option: str | None = None) -> float:
-    """``90``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
+    """``90``, ``90s``, ``5m``, ``1h30m``, ``30d`` -> seconds."""
     match = DURATION.match(value)
     if not value.strip() or not match or not any(match.groups()):
-        raise typer.BadParameter(f"not a duration: {value!r}; use e.g. 30s, 5m, 1h30m", param_hint=option)
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+        raise typer.BadParameter(f"not a duration: {value!r}; use e.g. 30s, 5m, 1h30m, 30d", param_hint=option)
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 def moment(value: str) -> pendulum.DateTime:
+    import pendulum
+
     try:
         parsed = pendulum.parse(value, tz=pendulum.local_timezone())
     except (ValueError, pendulum.parsing.exceptions.ParserError):

@@ -30,6 +30,9 @@ class AgentSettings:
     drain_timeout: float = 30.0
     cancel_grace_seconds: float = 10.0
     stall_threshold: float = 60.0
+    # How the agent logs (set up by the CLI, cli/logging_setup.py); also the workloads' default level.
+    log_level: str = "INFO"
+    log_format: str = "text"
     backend_settings: dict[str, Any] = field(default_factory=dict)
     # The workload contract (docs/workload.md): output shipping, and the key workloads get.
     ship_output: bool = True

@@ -14,6 +14,7 @@ from agent_core.server.endpoints import ENDPOINTS
 from agent_core.server.openapi import openapi_document
 from agent_core.server.routing import Authenticator, Endpoint, make_resource
 from agent_core.server.storage import Store
+from agent_core.server.ui import register_ui
 
 log = logging.getLogger(__name__)
 
@@ -77,4 +78,6 @@ def create_app(
     for path, endpoints in by_path.items():
         app.add_route(path, make_resource(endpoints, store, auth, max_body))
     app.add_route("/api/openapi.json", _OpenAPIResource(openapi_document(ENDPOINTS)))
+    # The dashboard: `/` and `/ui/...`, same keys as the API (server/ui/).
+    register_ui(app, store, auth)
     return app

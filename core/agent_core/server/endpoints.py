@@ -93,6 +93,11 @@ def run_states(call: Call) -> dict[str, Any]:
     return {"items": call.store.state_history(call.tenant, call.params["id"])}
 
 
+def prune_runs(call: Call) -> dict[str, Any]:
+    before = pendulum.now("UTC").subtract(seconds=call.body["older_than_seconds"])
+    return call.store.prune_runs(call.tenant, before=before, states=call.body["states"], dry_run=call.body["dry_run"])
+
+
 def queue(call: Call) -> dict[str, Any]:
     before = call.body["before"] or pendulum.now("UTC")
     runs = call.store.queue(call.tenant, call.body.get("labels") or [], before, call.body["limit"])
@@ -213,6 +218,15 @@ ENDPOINTS: list[Endpoint] = [
         tags=("flow-runs",),
     ),
     Endpoint("GET", "/api/flow-runs/{id}/states", "A run's state history", run_states, tags=("flow-runs",)),
+    Endpoint(
+        "POST",
+        "/api/flow-runs/prune",
+        "Delete finished runs that ended long ago, with their logs and history",
+        prune_runs,
+        ADMIN,
+        body=s.PruneSchema,
+        tags=("flow-runs",),
+    ),
     Endpoint(
         "GET",
         "/api/flow-runs/{id}/logs",

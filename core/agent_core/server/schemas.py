@@ -146,6 +146,19 @@ class CancelSchema(Base):
     message = StrictString(load_default="", validate=validate.Length(max=10_000))
 
 
+class PruneSchema(Base):
+    older_than_seconds = fields.Float(
+        required=True, allow_nan=False, validate=validate.Range(min=0, max=100 * 365 * 86400)
+    )
+    states = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in State if s.is_final])),
+        load_default=lambda: [s.value for s in State if s.is_final],
+        validate=validate.Length(min=1),
+        metadata={"description": "final states only (default: all of them)"},
+    )
+    dry_run = fields.Boolean(load_default=False)
+
+
 class QueueSchema(Base):
     labels = _labels()
     before = UTCDateTime(load_default=None, allow_none=True)

@@ -19,6 +19,8 @@ from agent_plugin_local.rundir import RunDir, run_dirs, work_dir
 from agent_plugin_local.schemas import LocalRunConfigSchema, LocalSettingsSchema
 from agent_plugin_local.state import state_of
 
+WORK_DIR_FIX = "make it writable, or choose another: --set work_dir=PATH (or [backends.local])"
+
 # --- start-up -------------------------------------------------------------------------------
 
 
@@ -47,14 +49,30 @@ def on_startup(agent: Any) -> None:
 
 @hookimpl
 def preflight(agent: Any) -> list[CheckResult]:
-    """Cheap (two file-system looks), and never raises: it runs for readiness too."""
+    """Cheap (a few file-system looks), and never raises: it runs for readiness too."""
     try:
         directory = work_dir(agent)
-        probe = directory if directory.exists() else directory.parent
-        writable = os.access(probe, os.W_OK)
+        # The agent creates work_dir (and a missing $AGENT_HOME) at start-up: what matters is
+        # that the nearest folder that exists lets it.
+        probe = directory
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        writable = probe.is_dir() and os.access(probe, os.W_OK)
+        detail = str(directory) if directory.exists() else f"{directory} (created at start-up in {probe})"
+        python_ok = Path(sys.executable).exists()
         return [
-            CheckResult("work_dir writable", writable, str(directory)),
-            CheckResult("python for the supervisor", Path(sys.executable).exists(), sys.executable),
+            CheckResult(
+                "work_dir writable",
+                writable,
+                detail if writable else f"{directory}: {probe} is not a writable folder",
+                fix="" if writable else WORK_DIR_FIX,
+            ),
+            CheckResult(
+                "python for the supervisor",
+                python_ok,
+                sys.executable,
+                fix="" if python_ok else "reinstall agent-plugin-local in a working Python",
+            ),
         ]
     except Exception as exc:
         return [CheckResult("work_dir writable", False, f"cannot check: {exc}")]

@@ -278,3 +278,22 @@ def test_an_oom_kill_is_recognised_from_the_engine_events_too(
     # With a memory limit, an unexplained SIGKILL is reported as a possible OOM kill.
     assert "perhaps out of memory" in exit_reason(limited, 137)
     assert "64 MiB" in exit_reason(limited, 137)
+
+
+def test_failed_preflight_checks_say_how_to_fix_them(
+    server: APIServer, backend_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    def failed(**overrides: Any) -> dict[str, str]:
+        settings = AgentSettings(
+            backend="docker", name="docker-fix", backend_settings={**backend_settings, **overrides}
+        )
+        agent = Agent(settings, server.client(), get_plugin_manager("docker"))
+        agent.load_backend_contract()
+        try:
+            return {check.name: check.fix for check in agent.preflight() if not check.ok}
+        finally:
+            agent.pm.hook.on_shutdown(agent=agent)
+
+    assert "--set base_url=" in failed(base_url=f"unix://{tmp_path / 'nothing.sock'}")["docker daemon reachable"]
+    fix = failed(image="agent-test-no-such-image:1")["default image agent-test-no-such-image:1"]
+    assert "docker pull agent-test-no-such-image:1" in fix and "pull_policy=if-not-present" in fix

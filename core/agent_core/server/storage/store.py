@@ -536,6 +536,32 @@ class Store:
                 for r in rows
             ]
 
+    def prune_runs(
+        self, tenant_id: str, *, before: pendulum.DateTime, states: list[str], dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Delete the runs in final ``states`` that ended before ``before``, with their logs, labels and history.
+
+        Unfinished runs are never touched: ``states`` must be final. A run's end is its
+        ``end_time``, else its last state change (a run cancelled before it started has none).
+        """
+        assert all(State(s).is_final for s in states), states
+        r = t.flow_runs
+        ended = sa.func.coalesce(r.c.end_time, r.c.state_time)
+        doomed = (
+            sa.select(r.c.id).where((r.c.tenant_id == tenant_id) & r.c.state.in_(states) & (ended < before))
+        ).scalar_subquery()
+        with self._write() as conn:
+            runs = conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.id.in_(doomed))).scalar_one()
+            logs = conn.execute(
+                sa.select(sa.func.count()).select_from(t.logs).where(t.logs.c.flow_run_id.in_(doomed))
+            ).scalar_one()
+            if not dry_run and runs:
+                # Children first: SQLite enforces no ON DELETE CASCADE unless asked to.
+                for child in (t.logs, t.flow_run_states, t.flow_run_labels):
+                    conn.execute(child.delete().where(child.c.flow_run_id.in_(doomed)))
+                conn.execute(r.delete().where(r.c.id.in_(doomed)))
+        return {"runs": runs, "logs": logs, "states": states, "before": _iso(before), "dry_run": dry_run}
+
     def queue(self, tenant_id: str, labels: list[str], before: pendulum.DateTime, limit: int) -> list[dict[str, Any]]:
         """Scheduled runs due before ``before`` whose labels are a subset of ``labels``, oldest first."""
         r = t.flow_runs

@@ -43,6 +43,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cancel_grace_seconds": 10.0,
         "stall_threshold": 60.0,
         "disable_plugins": [],
+        "ship_output": True,  # workload output to the run's logs (docs/workload.md)
+        "workload_api_key": "",  # AGENT_API_KEY for workloads
+        "pass_api_key": False,  # give workloads the agent's own key (when no workload_api_key)
         "log_level": "INFO",  # DEBUG, INFO, WARNING, ERROR; -v is DEBUG
         "log_format": "text",  # text (for people) or json (one object per line)
     },
@@ -182,7 +185,8 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
                 value = json.loads(value) if value.strip() else {}
             if not isinstance(value, dict):
                 raise ValueError("expected a table of KEY = VALUE")
-            return {str(k): str(v) for k, v in value.items()}
+            # null stays None: in `[agent] env` it removes the variable from workloads.
+            return {str(k): None if v is None else str(v) for k, v in value.items()}
         if not isinstance(value, str | int | float):
             raise ValueError("expected a string")
         return str(value)

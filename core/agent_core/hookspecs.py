@@ -117,11 +117,33 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment 
     :param flow_run: the claimed run, with its flow's command and parameters.
     :param run_config: the run config resolved through ``run_config_schema``.
     :param agent: the agent; ``agent.flow_run_env(flow_run, run_config_env)`` gives the
-        environment every workload gets.
+        environment every workload gets (``docs/workload.md``), and
+        ``agent.write_output(flow_run, line)`` ships a line of the workload's output.
     :return: a :class:`~agent_core.models.Deployment` (recorded on the run and logged as
         "Submitted for execution: ...") or a plain description string. ``None`` (no
         implementation answered) fails the run.
     :raise Exception: the run is marked Failed; the exception's message goes to its logs.
+    """
+
+
+@hookspec
+def flow_run_env(flow_run: FlowRun, agent: Agent) -> dict[str, str | None] | None:
+    """Extra environment variables for the workload of ``flow_run`` (secrets from a vault...).
+
+    Called on every plugin, on the deploy thread, when the backend asks for the workload's
+    environment (``agent.flow_run_env``, which backends call in ``deploy_flow`` before they
+    start the workload): after the run is claimed and its run config resolved. A backend may
+    ask more than once for one run, so answer the same way each time. The results are merged
+    after the agent's ``env`` and before the run config's ``env`` (the run's own variables
+    still win; see ``docs/workload.md``); where two plugins give the same variable, the one
+    called first wins (``tryfirst=True`` to take precedence). ``AGENT__*`` names are dropped.
+
+    :param flow_run: the claimed run.
+    :param agent: the agent.
+    :return: a mapping of variable names to strings; a ``None`` value removes the variable
+        (whatever a lower layer set). ``None`` instead of a mapping adds nothing.
+    :raise Exception: the run is not started and is marked Failed; the message (naming the
+        plugin) goes to its logs. Anything but a mapping of strings is such an error too.
     """
 
 

@@ -149,6 +149,12 @@ def test_values_from_the_environment_take_the_type_of_the_default() -> None:
     assert config.get("server.auth") is True
 
 
+def test_a_null_in_the_agents_env_stays_none_so_that_it_removes_the_variable_from_workloads() -> None:
+    config = load_config(None, environ={"AGENT__AGENT__ENV": '{"HTTP_PROXY": null, "TZ": "UTC"}'})
+
+    assert config.get("agent.env") == {"HTTP_PROXY": None, "TZ": "UTC"}
+
+
 def test_backend_settings_come_from_file_environment_and_flags(isolated: Path) -> None:
     write(
         isolated / "agent.toml",

@@ -71,9 +71,15 @@ class AllHooks:
     @hookimpl
     def deploy_flow(self, flow_run: FlowRun, run_config: Any, agent: Any) -> Deployment:
         self._record("deploy_flow")
+        agent.flow_run_env(flow_run)  # as backends do: it calls the flow_run_env hooks
         if not self.failing:
             self.failing.add(flow_run.id)
         return Deployment("x", f"wl-{flow_run.key}")
+
+    @hookimpl
+    def flow_run_env(self, flow_run: FlowRun, agent: Any) -> dict[str, str]:
+        self._record("flow_run_env")
+        return {}
 
     @hookimpl
     def check_deployment(self, flow_run: FlowRun, deployment: Deployment, agent: Any) -> DeploymentStatus:
@@ -141,6 +147,7 @@ def test_every_hook_is_called_in_lifecycle_order(lifecycle: AllHooks) -> None:
         "list_deployments",
         "heartbeat",
         "deploy_flow",
+        "flow_run_env",
         "check_deployment",
         "deployment_logs",
         "cancel_deployment",
@@ -151,6 +158,7 @@ def test_every_hook_is_called_in_lifecycle_order(lifecycle: AllHooks) -> None:
     for once in ("settings_schema", "run_config_schema", "on_startup", "preflight", "list_deployments", "on_shutdown"):
         assert names.count(once) == 1, once
     assert names.count("deploy_flow") == 2
+    assert names.count("flow_run_env") == 2
     assert names.count("deployment_logs") == 1
     assert names.count("cancel_deployment") == 1
 
@@ -168,6 +176,7 @@ def test_hooks_run_on_the_threads_their_specs_name(lifecycle: AllHooks) -> None:
     assert threads["list_deployments"] == main
     assert threads["on_shutdown"] == main
     assert threads["deploy_flow"] == {"deploy"}
+    assert threads["flow_run_env"] == {"deploy"}
     assert threads["check_deployment"] == {"monitor"}
     assert threads["deployment_logs"] == {"monitor"}
     assert threads["heartbeat"] == {"heartbeat"}

@@ -8,7 +8,7 @@ import pytest
 from marshmallow import Schema, fields
 
 from agent_core.errors import RunConfigMismatch
-from agent_core.runconfig import resolve_run_config
+from agent_core.runconfig import CoreRunOptions, core_options, resolve_run_config
 
 
 class XRunConfig(Schema):
@@ -68,3 +68,60 @@ def test_resolve_run_config_leaves_its_input_alone() -> None:
     resolve_run_config(run_config, "x", XRunConfig())
 
     assert run_config == UNIVERSAL
+
+
+# --- the core keys every type accepts ---------------------------------------------------------
+
+CORE = {"timeout_seconds": 90, "ship_output": False}
+
+
+@pytest.mark.parametrize(
+    ("run_config", "resolved"),
+    [
+        ({"type": "x", "image": "i", **CORE}, {"image": "i", "env": {}, "labels": []}),
+        ({"type": "universal", "env": {"A": "1"}, **CORE}, {"image": "default-image", "env": {"A": "1"}, "labels": []}),
+        (
+            {"type": "x", "timeout_seconds": None, "ship_output": None},
+            {"image": "default-image", "env": {}, "labels": []},
+        ),
+    ],
+    ids=["backend-type", "universal", "nulls"],
+)
+def test_the_core_keys_never_reach_the_backends_schema(run_config: dict[str, Any], resolved: Any) -> None:
+    assert resolve_run_config(run_config, "x", XRunConfig()) == resolved
+
+
+@pytest.mark.parametrize(
+    ("run_config", "options"),
+    [
+        (None, CoreRunOptions(None, True)),
+        ({"type": "x"}, CoreRunOptions(None, True)),
+        ({"type": "x", **CORE}, CoreRunOptions(90.0, False)),
+        ({"type": "docker", "timeout_seconds": 0.5, "ship_output": True}, CoreRunOptions(0.5, True)),
+    ],
+)
+def test_core_options_reads_the_core_keys_of_any_type(run_config: dict[str, Any] | None, options: Any) -> None:
+    assert core_options(run_config) == options
+
+
+@pytest.mark.parametrize(
+    ("run_config", "words"),
+    [
+        ({"timeout_seconds": 0}, ["timeout_seconds", "positive", "0"]),
+        ({"timeout_seconds": -5}, ["timeout_seconds", "-5"]),
+        ({"timeout_seconds": "60"}, ["timeout_seconds", "'60'"]),
+        ({"timeout_seconds": True}, ["timeout_seconds", "True"]),
+        ({"timeout_seconds": float("inf")}, ["timeout_seconds", "inf"]),
+        ({"ship_output": "false"}, ["ship_output", "true or false", "'false'"]),
+        ({"ship_output": 0}, ["ship_output", "0"]),
+    ],
+)
+def test_an_invalid_core_key_is_a_mismatch_naming_the_key(run_config: dict[str, Any], words: list[str]) -> None:
+    for resolve in (
+        lambda: core_options({"type": "x", **run_config}),
+        lambda: resolve_run_config({"type": "x", **run_config}, "x", XRunConfig()),
+    ):
+        with pytest.raises(RunConfigMismatch) as info:
+            resolve()
+        for word in words:
+            assert word in str(info.value)

@@ -25,6 +25,7 @@ import pytest
 from agent_core.client import APIClient
 from agent_core.testing import harness
 from agent_core.testing.servers import APIServer
+from agent_plugin_local.process import SUPERVISOR
 
 AGENT_CLI = [sys.executable, "-m", "agent_core.cli.main"]
 FINAL_STATES = ("Success", "Failed", "Cancelled")
@@ -179,7 +180,7 @@ def workload_pids(home: Path) -> list[int]:
         with contextlib.suppress(OSError, ValueError):
             pid = int(pid_file.read_text())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"agent_plugin_local.supervisor" in cmdline and str(pid_file.parent).encode() in cmdline:
+            if str(SUPERVISOR).encode() in cmdline and str(pid_file.parent).encode() in cmdline:
                 pids.append(pid)
     return pids
 

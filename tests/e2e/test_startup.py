@@ -41,7 +41,9 @@ def test_a_user_role_key_stops_the_agent_with_a_message_asking_for_a_runner_key(
     assert "'runner' key" in agent.errors()
 
 
-def test_a_runner_key_is_accepted_and_handed_to_the_workloads(auth_server, start_agent, tmp_path):
+def test_a_runner_key_is_accepted_and_handed_to_the_workloads_when_the_operator_opts_in(
+    auth_server, start_agent, tmp_path
+):
     tenant = auth_server.store.ensure_tenant("default")
     _, runner_key = auth_server.store.create_key(tenant, "runner")
     _, admin_key = auth_server.store.create_key(tenant, "admin")
@@ -50,7 +52,8 @@ def test_a_runner_key_is_accepted_and_handed_to_the_workloads(auth_server, start
     run = make_run_factory(client)(
         python_command("import os, sys; open(sys.argv[1], 'w').write(os.environ['AGENT_API_KEY'])", seen)
     )
-    agent = start_agent(auth_server, "--key", runner_key)
+    # The agent's own key reaches workloads only with [agent] pass_api_key (docs/workload.md).
+    agent = start_agent(auth_server, "--key", runner_key, env={"AGENT__AGENT__PASS_API_KEY": "true"})
 
     assert wait_for_state(client, run["id"], agent=agent)["state"]["type"] == "Success"
     assert seen.read_text() == runner_key

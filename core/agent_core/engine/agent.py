@@ -6,11 +6,11 @@ platform-specific step delegated to the pluggy hooks in :mod:`agent_core.hookspe
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
@@ -18,7 +18,7 @@ import pendulum
 import pluggy
 from marshmallow import Schema, ValidationError
 
-from agent_core import __version__
+from agent_core import __version__, workload
 from agent_core.client import APIClient
 from agent_core.engine.backoff import Backoff
 from agent_core.engine.clock import Clock, SystemClock
@@ -54,7 +54,7 @@ class Agent:
 
     What plugins may use: ``id``, ``name``, ``backend``, ``labels``, ``env``, ``settings``
     (:class:`AgentSettings`), ``backend_settings`` (loaded through ``settings_schema``),
-    ``client``, ``logger``, ``api_url``, ``api_key``, :meth:`write_run_log`,
+    ``client``, ``logger``, ``api_url``, ``api_key``, :meth:`write_run_log`, :meth:`write_output`,
     :meth:`flow_run_env`, :meth:`set_problem` / :meth:`clear_problem` and :meth:`plugin_state`.
     """
 
@@ -109,20 +109,27 @@ class Agent:
         run_id = flow_run if isinstance(flow_run, str) else flow_run.id
         self.run_logs.write(run_id, message, level)
 
-    def flow_run_env(self, flow_run: FlowRun, run_config_env: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment of a workload: agent env, then run-config env, then the run's own variables."""
-        env = {**self.env, **(run_config_env or {})}
-        env.update(
-            AGENT_FLOW_RUN_ID=flow_run.id,
-            AGENT_FLOW_RUN_ATTEMPT=str(flow_run.attempt),
-            AGENT_FLOW_RUN_PARAMETERS=json.dumps(flow_run.parameters),
-            AGENT_FLOW_ID=flow_run.flow_id,
-            AGENT_FLOW_NAME=flow_run.flow_name,
-            AGENT_API_URL=self.api_url,
-        )
-        if self.api_key:
-            env["AGENT_API_KEY"] = self.api_key
-        return env
+    def write_output(self, flow_run: FlowRun, message: str, level: str = "INFO") -> None:
+        """Ship a line of the workload's output to the run's logs, unless output is off for the run.
+
+        Backends use this for workload output and :meth:`write_run_log` for their own lines;
+        ``[agent] ship_output`` and the run config's ``ship_output`` decide (docs/workload.md).
+        """
+        if workload.ships_output(self, flow_run):
+            self.run_logs.write(flow_run.id, message, level)
+
+    def flow_run_env(
+        self,
+        flow_run: FlowRun,
+        run_config_env: Mapping[str, str | None] | None = None,
+        *,
+        base: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The environment of a workload, exactly the variables to set (see :mod:`agent_core.workload`).
+
+        ``base``: the agent process's environment, for a backend whose workloads inherit it.
+        """
+        return workload.flow_run_env(self, flow_run, run_config_env, base=base)
 
     def set_problem(self, name: str, message: str) -> None:
         """Make the health endpoint answer 503 with ``message`` until :meth:`clear_problem`."""

@@ -18,7 +18,7 @@ class AgentSettings:
     backend: str
     name: str = field(default_factory=socket.gethostname)
     labels: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
     agent_config_id: str = ""
     agent_address: str = ""
     max_polls: int | None = None
@@ -34,6 +34,10 @@ class AgentSettings:
     log_level: str = "INFO"
     log_format: str = "text"
     backend_settings: dict[str, Any] = field(default_factory=dict)
+    # The workload contract (docs/workload.md): output shipping, and the key workloads get.
+    ship_output: bool = True
+    workload_api_key: str = ""
+    pass_api_key: bool = False
     # What workloads are told (AGENT_API_URL / AGENT_API_KEY): the API the agent itself uses.
     api_url: str = ""
     api_key: str = ""

@@ -1,29 +1,26 @@
-"""The connection to the Docker daemon, its errors, and images (pull policy, one pull per image).
+"""The connection to the Docker daemon, and its errors in words people can act on.
 
-The client is made on first use and kept in ``agent.plugin_state("docker")``, so that an agent
-started while the daemon is down still starts (the heartbeat reports the daemon on the health
-endpoint) and picks the daemon up once it answers.
+The client is made on first use and kept in the agent's :class:`~agent_plugin_docker.state.DockerState`,
+so that an agent started while the daemon is down still starts (the heartbeat reports the
+daemon on the health endpoint) and picks the daemon up once it answers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import docker
-import docker.auth
 import docker.constants
 import docker.errors
 import docker.utils
 import requests
 
 from agent_core.errors import DeploymentError
+from agent_plugin_docker.state import state_of
 
-BACKEND = "docker"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # The oldest API the SDK speaks; only used for the first request, which asks the daemon's version.
 PROBE_API_VERSION = docker.constants.MINIMUM_DOCKER_API_VERSION
@@ -34,10 +31,6 @@ UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 class DaemonUnreachable(DeploymentError):
     """The Docker daemon did not answer."""
-
-
-def state(agent: Any) -> dict[str, Any]:
-    return agent.plugin_state(BACKEND)
 
 
 def daemon_url(agent: Any) -> str:
@@ -107,95 +100,30 @@ def client(agent: Any) -> docker.DockerClient:
 
     :raise DaemonUnreachable: the daemon does not answer (or the URL is wrong).
     """
-    st = state(agent)
-    found = st.get("client")
+    st = state_of(agent)
+    found = st.client
     if found is not None:
         return found
-    with st.setdefault("client_lock", threading.Lock()):
-        if st.get("closed"):
+    with st.client_lock:
+        if st.closed:
             # on_shutdown ran; a hook still finishing on another thread must not reconnect.
             raise DaemonUnreachable("the docker backend has shut down")
-        if st.get("client") is None:
+        if st.client is None:
             try:
-                st["client"] = _connect(agent)
+                st.client = _connect(agent)
             except UNREACHABLE as exc:
                 raise unreachable(agent, exc) from None
             except docker.errors.DockerException as exc:
                 raise DaemonUnreachable(
                     f"cannot use the Docker daemon at {daemon_url(agent)}: {explain(exc)}"
                 ) from None
-        return st["client"]
+        return st.client
 
 
 def close(agent: Any) -> None:
-    st = state(agent)
-    with st.setdefault("client_lock", threading.Lock()):
-        st["closed"] = True
-        found = st.pop("client", None)
+    st = state_of(agent)
+    with st.client_lock:
+        st.closed = True
+        found, st.client = st.client, None
     if found is not None:
         found.close()
-
-
-# --- images ---------------------------------------------------------------------------------
-
-
-def has_image(docker_client: docker.DockerClient, image: str) -> bool:
-    try:
-        docker_client.images.get(image)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
-def _auth_config(agent: Any, repository: str) -> dict[str, str] | None:
-    settings = agent.backend_settings
-    if not settings.get("registry_username"):
-        return None
-    registry, _ = docker.auth.resolve_repository_name(repository)
-    wanted = settings.get("registry") or ""
-    if wanted and wanted.removeprefix("https://").rstrip("/") != registry:
-        return None
-    config = {"username": settings["registry_username"], "password": settings["registry_password"]}
-    if wanted:
-        config["serveraddress"] = wanted
-    return config
-
-
-def _pull_lock(agent: Any, image: str) -> threading.Lock:
-    st = state(agent)
-    with st.setdefault("pull_locks_guard", threading.Lock()):
-        return st.setdefault("pull_locks", {}).setdefault(image, threading.Lock())
-
-
-def ensure_image(agent: Any, docker_client: docker.DockerClient, image: str, policy: str, log: Any) -> None:
-    """Make ``image`` present as ``policy`` says, pulling it at most once at a time.
-
-    Concurrent deploys of the same image wait for the one pull under way (and then use its
-    result) instead of pulling again; deploys of other images are not held up.
-
-    :param log: called with a line for the run's logs.
-    :raise DeploymentError: the image is absent and may not or could not be pulled.
-    """
-    with daemon_errors(agent, f"cannot inspect image {image!r}"):
-        if policy != "always" and has_image(docker_client, image):
-            return
-    if policy == "never":
-        raise DeploymentError(
-            f"image {image!r} is not present on the Docker host and the pull policy is 'never' "
-            "(pull it there, or set pull_policy to 'if-not-present')"
-        )
-    asked = time.monotonic()
-    with _pull_lock(agent, image):
-        pulled = state(agent).setdefault("pulled_at", {})
-        if pulled.get(image, float("-inf")) >= asked:
-            return  # a pull finished while we waited for the lock: fresh enough
-        with daemon_errors(agent, f"cannot inspect image {image!r}"):
-            if policy != "always" and has_image(docker_client, image):
-                return
-        repository, tag = docker.utils.parse_repository_tag(image)
-        log(f"Pulling image {image} (pull policy {policy})")
-        started = time.monotonic()
-        with daemon_errors(agent, f"cannot pull image {image!r}"):
-            docker_client.images.pull(repository, tag=tag or "latest", auth_config=_auth_config(agent, repository))
-        pulled[image] = time.monotonic()
-        log(f"Pulled image {image} in {pulled[image] - started:.1f}s")

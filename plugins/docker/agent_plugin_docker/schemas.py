@@ -10,7 +10,8 @@ import docker.errors
 import docker.utils
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-PULL_POLICIES = ("always", "if-not-present", "never")
+from agent_core.errors import DeploymentError
+from agent_plugin_docker.images import PULL_POLICIES, allowed, normalize_registry
 
 # Mount options the engine accepts after the second colon of a `-v` style spec.
 VOLUME_MODES = frozenset(
@@ -44,12 +45,19 @@ RESERVED_CREATE_OPTIONS = {
 
 
 def volume_problem(spec: str) -> str | None:
-    """Why ``spec`` (``SOURCE:TARGET[:MODE]`` or an anonymous ``TARGET``) is not a volume, or None."""
+    """Why ``spec`` (``SOURCE:TARGET[:MODE]``) is not a volume the backend mounts, or None."""
     parts = spec.split(":")
     if len(parts) > 3 or not spec:
         return f"invalid volume spec {spec!r}: use SOURCE:TARGET[:MODE]"
-    target = parts[0] if len(parts) == 1 else parts[1]
-    if len(parts) > 1 and not parts[0]:
+    if len(parts) == 1:
+        # The engine would mount an empty anonymous volume there, not the host folder.
+        path = spec if spec.startswith("/") else f"/{spec}"
+        return (
+            f"invalid volume spec {spec!r}: a bare path mounts an empty anonymous volume, not a host folder; "
+            f"write {path}:{path} to bind the host folder {path}, or NAME:{path} to mount the named volume NAME"
+        )
+    target = parts[1]
+    if not parts[0]:
         return f"invalid volume spec {spec!r}: the source (host path or volume name) is empty"
     if not target.startswith("/"):
         return f"invalid volume spec {spec!r}: the container path {target!r} must be absolute"
@@ -62,6 +70,16 @@ def volume_problem(spec: str) -> str | None:
 
 def _validate_volumes(specs: list[str]) -> None:
     problems = [problem for spec in specs if (problem := volume_problem(spec))]
+    if problems:
+        raise ValidationError(problems)
+
+
+def _validate_registries(entries: list[str]) -> None:
+    problems = []
+    for entry in entries:
+        host = normalize_registry(entry).partition("/")[0]
+        if not host or any(char in host for char in " *?@"):
+            problems.append(f"invalid registry {entry!r}: give a host[:port], optionally with a path (host/team)")
     if problems:
         raise ValidationError(problems)
 
@@ -147,7 +165,12 @@ class DockerRunConfigSchema(Schema):
     image = fields.String(load_default=None, allow_none=True, metadata={"description": "default: settings image"})
     command = Command(load_default=None, allow_none=True, metadata={"description": "replaces the flow's command"})
     entrypoint = Command(load_default=None, allow_none=True, metadata={"description": "replaces the image's"})
-    env = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    env = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(allow_none=True),
+        load_default=dict,
+        metadata={"description": "added to the workload's environment; null removes a variable"},
+    )
     # Agent labels, as in every run-config type (a `universal` config converts with them).
     labels = fields.List(fields.String(), load_default=list)
     container_labels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
@@ -163,7 +186,12 @@ class DockerRunConfigSchema(Schema):
     )
     mem_limit = Size(load_default=None, allow_none=True, metadata={"description": "e.g. 512m"})
     cpus = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
-    pull_policy = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(PULL_POLICIES))
+    pull_policy = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(PULL_POLICIES),
+        metadata={"description": "no more pulls than the agent's pull_policy allows"},
+    )
     auto_remove = fields.Boolean(load_default=None, allow_none=True)
     create_options = fields.Dict(
         keys=fields.String(),
@@ -203,7 +231,16 @@ class DockerSettingsSchema(Schema):
     network_mode = fields.String(load_default=None, allow_none=True, metadata={"description": "default network mode"})
     volumes = StringList(load_default=list, validate=_validate_volumes, metadata={"description": "added to every run"})
     container_labels = StringDict(load_default=dict, metadata={"description": "added to every container"})
-    pull_policy = fields.String(load_default="if-not-present", validate=validate.OneOf(PULL_POLICIES))
+    pull_policy = fields.String(
+        load_default="if-not-present",
+        validate=validate.OneOf(PULL_POLICIES),
+        metadata={"description": "the default, and the most pulls a run config may ask for"},
+    )
+    allowed_registries = StringList(
+        load_default=list,
+        validate=_validate_registries,
+        metadata={"description": "registries (host[:port][/path]) images may come from; empty: any"},
+    )
     registry = fields.String(load_default="", metadata={"description": "registry the credentials are for; '' = any"})
     registry_username = fields.String(load_default="")
     registry_password = fields.String(load_default="")
@@ -223,3 +260,14 @@ class DockerSettingsSchema(Schema):
             raise ValidationError("network_mode and networks are exclusive: set one of them", "network_mode")
         if bool(data.get("registry_username")) != bool(data.get("registry_password")):
             raise ValidationError("set both registry_username and registry_password, or neither", "registry_username")
+        registries, image = data.get("allowed_registries") or [], data.get("image")
+        if registries and image:
+            try:
+                ok = allowed(image, registries)
+            except DeploymentError as exc:
+                raise ValidationError(str(exc), "image") from None
+            if not ok:
+                raise ValidationError(
+                    f"the default image {image!r} is not from one of the allowed_registries ({', '.join(registries)})",
+                    "image",
+                )

@@ -1,4 +1,4 @@
-"""A run directory: ``<work_dir>/<run id>-<attempt>/`` with the workload's files.
+"""Run directories: ``<work_dir>/<run id>-<attempt>/``, one per attempt, with the workload's files.
 
 ``spec.json`` (what was launched), ``pid`` (the supervisor, also the process group),
 ``output.log`` (stdout and stderr), ``shipped`` (how much of the log is in the API already),
@@ -12,6 +12,25 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent_core.config import agent_home
+
+
+def work_dir(agent: Any) -> Path:
+    """Where the agent's run directories live (``[backends.local] work_dir``)."""
+    configured = agent.backend_settings.get("work_dir")
+    return Path(configured).expanduser() if configured else agent_home() / "local-runs"
+
+
+def run_dirs(directory: Path) -> list[RunDir]:
+    """The run directories under ``directory`` (named ``<run id>-<attempt>``), oldest name first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.is_dir() and path.name.rpartition("-")[2].isdigit():
+            found.append(RunDir(path))
+    return found
 
 
 @dataclass(frozen=True)

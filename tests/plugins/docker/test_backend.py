@@ -13,7 +13,6 @@ from typing import Any
 import docker
 import pytest
 
-import agent_plugin_docker
 from agent_core.client import APIClient
 from agent_core.engine.agent import Agent
 from agent_core.engine.settings import AgentSettings
@@ -21,6 +20,9 @@ from agent_core.models import Deployment, FlowRun
 from agent_core.plugins import get_plugin_manager
 from agent_core.testing.harness import AgentThread, history_types, wait_for_final, wait_for_state, wait_until
 from agent_core.testing.servers import APIServer
+from agent_plugin_docker.exits import exit_reason, oom_event, oom_killed
+from agent_plugin_docker.options import create_options
+from agent_plugin_docker.state import state_of
 from tests.plugins.docker.helpers import containers_of, create_run, log_messages
 
 StartAgent = Callable[..., AgentThread]
@@ -52,6 +54,7 @@ def test_a_run_succeeds_with_its_output_env_and_labels(
     assert container.labels["agent.attempt"] == "1"
     assert container.labels["agent.agent_name"] == agent.agent.name
     assert container.labels["agent.backend"] == "docker"
+    assert container.labels["agent.flow_id"] == run["flow_id"]
     assert container.attrs["HostConfig"]["NetworkMode"] == "none"
     assert not container.attrs["HostConfig"]["AutoRemove"]  # the exit code must outlive the container
     assert "Y=agent-only" in container.attrs["Config"]["Env"]
@@ -163,7 +166,7 @@ def test_a_container_left_created_by_a_dead_agent_is_started_on_relaunch(
     agent = Agent(settings, server.client(), get_plugin_manager("docker"))
     agent.load_backend_contract()
     run_config = agent.run_config_schema.load({})  # type: ignore[union-attr]
-    options = agent_plugin_docker._create_options(run, run_config, agent, backend_settings["image"])
+    options = create_options(run, run_config, agent, backend_settings["image"])
     created = docker_engine.containers.create(**options)  # as if the agent died right here
     try:
         deployment = agent.pm.hook.deploy_flow(flow_run=run, run_config=run_config, agent=agent)
@@ -188,12 +191,11 @@ def test_containers_are_removed_once_their_run_is_final(
     start_agent: StartAgent,
     docker_engine: docker.DockerClient,
     backend_settings: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(agent_plugin_docker, "REAP_MIN_AGE", 0.0)
     kept = create_run(client, "echo kept", {"type": "docker", "auto_remove": False})
     removed = create_run(client, "echo removed")
-    start_agent(heartbeat_period=0.2)
+    thread = start_agent(heartbeat_period=0.2)
+    state_of(thread.agent).reap_min_age = 0.0
     for run in (kept, removed):
         assert wait_for_final(client, run["id"], 20)["state"]["type"] == "Success"
     assert wait_until(lambda: not containers_of(docker_engine, removed["id"]), 10), "not reaped"
@@ -268,11 +270,30 @@ def test_an_oom_kill_is_recognised_from_the_engine_events_too(
         container.wait(timeout=30)
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 137
-    assert agent_plugin_docker._oom_event(oom)
-    assert agent_plugin_docker._oom_killed(oom, 137)
-    assert not agent_plugin_docker._oom_event(killed)
-    assert not agent_plugin_docker._oom_killed(killed, 137)
-    assert agent_plugin_docker._exit_reason(killed, 137) == "killed by signal 9"
+    assert oom_event(oom)
+    assert oom_killed(oom, 137)
+    assert not oom_event(killed)
+    assert not oom_killed(killed, 137)
+    assert exit_reason(killed, 137) == "killed by signal 9"
     # With a memory limit, an unexplained SIGKILL is reported as a possible OOM kill.
-    assert "perhaps out of memory" in agent_plugin_docker._exit_reason(limited, 137)
-    assert "64 MiB" in agent_plugin_docker._exit_reason(limited, 137)
+    assert "perhaps out of memory" in exit_reason(limited, 137)
+    assert "64 MiB" in exit_reason(limited, 137)
+
+
+def test_failed_preflight_checks_say_how_to_fix_them(
+    server: APIServer, backend_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    def failed(**overrides: Any) -> dict[str, str]:
+        settings = AgentSettings(
+            backend="docker", name="docker-fix", backend_settings={**backend_settings, **overrides}
+        )
+        agent = Agent(settings, server.client(), get_plugin_manager("docker"))
+        agent.load_backend_contract()
+        try:
+            return {check.name: check.fix for check in agent.preflight() if not check.ok}
+        finally:
+            agent.pm.hook.on_shutdown(agent=agent)
+
+    assert "--set base_url=" in failed(base_url=f"unix://{tmp_path / 'nothing.sock'}")["docker daemon reachable"]
+    fix = failed(image="agent-test-no-such-image:1")["default image agent-test-no-such-image:1"]
+    assert "docker pull agent-test-no-such-image:1" in fix and "pull_policy=if-not-present" in fix

@@ -17,7 +17,7 @@ import docker.errors
 import pytest
 
 from agent_core.errors import DeploymentError
-from agent_plugin_docker.daemon import ensure_image
+from agent_plugin_docker.images import ensure_image
 from agent_plugin_docker.schemas import DockerSettingsSchema
 
 PULL_SECONDS = 0.3

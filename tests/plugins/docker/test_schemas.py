@@ -42,7 +42,7 @@ def test_a_full_run_config_loads() -> None:
             "env": {"A": "1"},
             "container_labels": {"team": "data"},
             "networks": ["front", "back"],
-            "volumes": ["/data:/data:ro", "cache:/cache", "/scratch"],
+            "volumes": ["/data:/data:ro", "cache:/cache", "/scratch:/scratch"],
             "mem_limit": "512m",
             "cpus": 0.5,
             "pull_policy": "always",
@@ -64,7 +64,9 @@ def test_a_full_run_config_loads() -> None:
         ({"mem_limit": "lots"}, "mem_limit", "not a size"),
         ({"cpus": 0}, "cpus", "greater than"),
         ({"command": 3}, "command", "string or a list"),
-        ({"volumes": ["relative/path"]}, "volumes", "must be absolute"),
+        ({"volumes": ["relative/path"]}, "volumes", "a bare path"),
+        ({"volumes": ["/host:relative"]}, "volumes", "must be absolute"),
+        ({"env": {"A": 1}}, "env", "Not a valid string"),
         ({"create_options": {"name": "mine"}}, "create_options", "the backend sets it"),
         ({"create_options": {"environment": {}}}, "create_options", "'env' field"),
         ({"create_options": {"auto_remove": True}}, "create_options", "'auto_remove' field"),
@@ -89,7 +91,8 @@ def test_the_engine_reports_an_invalid_run_config_as_a_mismatch_naming_the_probl
         ("/host:/container", None),
         ("named:/container:ro", None),
         ("/host:/container:ro,z", None),
-        ("/anonymous", None),
+        ("/srv/data", "a bare path mounts an empty anonymous volume"),
+        ("data", "write /data:/data"),
         ("", "use SOURCE:TARGET"),
         ("a:b:c:d", "use SOURCE:TARGET"),
         (":/container", "source"),
@@ -105,11 +108,61 @@ def test_volume_specs(spec: str, problem: str | None) -> None:
         assert found is not None and problem in found
 
 
+def test_a_bare_volume_path_is_refused_with_how_to_bind_the_folder_or_name_a_volume() -> None:
+    problem = volume_problem("/srv/data")
+
+    assert problem is not None
+    assert "write /srv/data:/srv/data to bind the host folder /srv/data" in problem
+    assert "NAME:/srv/data to mount the named volume NAME" in problem
+
+
+def test_a_bare_volume_path_in_the_settings_is_refused_too() -> None:
+    with pytest.raises(ValidationError) as caught:
+        DockerSettingsSchema().load({"volumes": "/srv/data"})
+    assert "write /srv/data:/srv/data" in str(caught.value.normalized_messages()["volumes"])
+
+
+def test_a_null_in_the_run_configs_env_loads_so_that_it_removes_the_variable() -> None:
+    assert load_run_config({"env": {"HTTP_PROXY": None, "A": "1"}})["env"] == {"HTTP_PROXY": None, "A": "1"}
+
+
+def test_the_core_keys_are_accepted_and_left_to_core() -> None:
+    config = resolve_run_config(
+        {"type": "docker", "image": "x", "ship_output": False, "timeout_seconds": 60}, "docker", DockerRunConfigSchema()
+    )
+    assert config["image"] == "x"
+    assert "ship_output" not in config and "timeout_seconds" not in config
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"allowed_registries": "registry.example.com", "image": "python:3.12"}, "not from one of the allowed"),
+        ({"allowed_registries": "*"}, "invalid registry '*'"),
+        ({"allowed_registries": "https://"}, "invalid registry"),
+    ],
+)
+def test_an_allow_list_the_default_image_breaks_or_a_bad_entry_is_a_start_up_error(
+    settings: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        DockerSettingsSchema().load(settings)
+    assert words in str(caught.value.normalized_messages())
+
+
+def test_an_allow_list_loads_from_a_comma_separated_setting() -> None:
+    settings = DockerSettingsSchema().load(
+        {"allowed_registries": "registry.example.com:5000, docker.io/library", "image": "python:3.12"}
+    )
+    assert settings["allowed_registries"] == ["registry.example.com:5000", "docker.io/library"]
+
+
 def test_settings_defaults() -> None:
     settings = DockerSettingsSchema().load({})
     assert settings["base_url"] == ""
     assert settings["api_version"] == "auto"
     assert settings["pull_policy"] == "if-not-present"
+    assert settings["allowed_registries"] == []
     assert settings["auto_remove"] is True
     assert settings["networks"] == [] and settings["volumes"] == [] and settings["container_labels"] == {}
 

@@ -23,6 +23,7 @@ from agent_core.models import FlowRun
 from agent_core.plugins import get_plugin_manager
 from agent_core.runconfig import resolve_run_config
 from agent_core.testing.servers import APIServer
+from agent_plugin_local.state import state_of
 from tests.e2e.conftest import group_members, log_messages, python_command, run_dir, wait_for_state, wait_until
 
 
@@ -37,23 +38,27 @@ def _wait_for_logs(api: APIClient, run_id: str, predicate, what: str) -> list[st
 # --- settings ---------------------------------------------------------------------------------
 
 
-def test_import_paths_are_prepended_to_the_workloads_pythonpath_in_order(
+def test_the_working_directory_then_the_import_paths_come_first_on_the_workloads_pythonpath(
     server, client, create_run, start_agent, tmp_path: Path
 ):
-    first, second = tmp_path / "first", tmp_path / "second"
-    for directory, value in ((first, "from-first"), (second, "from-second")):
+    first, second, work = tmp_path / "first", tmp_path / "second", tmp_path / "work"
+    for directory, value in ((first, "from-first"), (second, "from-second"), (work, "from-work")):
         directory.mkdir()
         (directory / "e2e_import_probe.py").write_text(f"VALUE = {value!r}\n")
-    run = create_run(
-        python_command("import os, e2e_import_probe; print(e2e_import_probe.VALUE); print(os.environ['PYTHONPATH'])")
+    probe = python_command(
+        "import os, e2e_import_probe; print(e2e_import_probe.VALUE); print(os.environ['PYTHONPATH'])"
     )
+    in_agent_dir = create_run(probe)
+    in_work_dir = create_run(probe, run_config={"type": "local", "working_dir": str(work)})
     agent = start_agent(
         server, "--import-path", str(first), "--import-path", str(second), env={"PYTHONPATH": "/already/there"}
     )
 
-    assert wait_for_state(client, run["id"], agent=agent)["state"]["type"] == "Success"
-    messages = _wait_for_logs(client, run["id"], lambda m: "from-first" in m, "the probe's output")
-    assert os.pathsep.join([str(first), str(second), "/already/there"]) in messages
+    # The agent process runs in tmp_path (see start_agent): its working directory comes first.
+    for run, directory, value in ((in_agent_dir, tmp_path, "from-first"), (in_work_dir, work, "from-work")):
+        assert wait_for_state(client, run["id"], agent=agent)["state"]["type"] == "Success"
+        messages = _wait_for_logs(client, run["id"], lambda m, v=value: v in m, "the probe's output")
+        assert os.pathsep.join([str(directory), str(first), str(second), "/already/there"]) in messages
 
 
 def test_show_flow_logs_echoes_each_output_line_to_the_agents_own_log(server, client, create_run, start_agent):
@@ -141,10 +146,10 @@ def hook_agent(server: APIServer, tmp_path: Path) -> Iterator[Agent]:
     agent = Agent(settings, server.client(), get_plugin_manager("local"))
     agent.load_backend_contract()
     yield agent
-    for child in agent.plugin_state("local").get("children", {}).values():
-        if child.poll() is None:
-            os.killpg(child.pid, 9)
+    for child in state_of(agent).reaper.running():
+        os.killpg(child.pid, 9)
         child.wait(5)
+    agent.pm.hook.on_shutdown(agent=agent)
 
 
 def _flow_run(api: APIClient, command: str) -> FlowRun:

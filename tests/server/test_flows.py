@@ -114,6 +114,21 @@ def test_a_run_config_needs_a_type(api):
     assert "run_config" in caught.value.detail
 
 
+def test_a_core_run_config_key_is_checked_for_every_type(api):
+    with pytest.raises(BadRequest) as caught:
+        api.register_flow("etl", "run", run_config={"type": "docker", "timeout_seconds": -1})
+
+    assert "timeout_seconds must be a positive number" in str(caught.value)
+
+
+def test_a_universal_run_config_takes_the_core_keys_and_null_env_values(api):
+    config = {"type": "universal", "env": {"DROP": None}, "timeout_seconds": 60, "ship_output": False}
+
+    flow = api.register_flow("etl", "run", run_config=config)
+
+    assert api.get_flow(flow["id"])["run_config"] == config
+
+
 def test_a_backend_run_config_type_is_stored_as_given(api):
     config = {"type": "docker", "image": "python:3.11", "volumes": ["/a:/b"]}
 

@@ -256,8 +256,20 @@ def test_a_successful_answer_matches_its_documented_schema(server, document, obj
         ({"type": "universal", "image": "x"}, False),
         ({"type": "docker", "image": "x", "anything": {"goes": 1}}, True),
         ({"env": {}}, False),
+        ({"type": "universal", "env": {"A": None}, "timeout_seconds": 30, "ship_output": False}, True),
+        ({"type": "universal", "timeout_seconds": 0}, False),
+        ({"type": "universal", "ship_output": "no"}, False),
     ],
-    ids=["universal-ok", "universal-env-not-string", "universal-unknown-key", "backend-type", "no-type"],
+    ids=[
+        "universal-ok",
+        "universal-env-not-string",
+        "universal-unknown-key",
+        "backend-type",
+        "no-type",
+        "universal-core-keys-and-null-env",
+        "universal-timeout-not-positive",
+        "universal-ship-output-not-boolean",
+    ],
 )
 def test_the_document_and_the_server_agree_on_run_configs(server, document, run_config, valid):
     body = {"name": f"rc-{uuid.uuid4().hex[:8]}", "command": "x", "run_config": run_config}

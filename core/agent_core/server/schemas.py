@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import pendulum
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from agent_core.errors import RunConfigMismatch
+from agent_core.runconfig import core_options
 from agent_core.server.settings import MAX_WAIT_SECONDS
 from agent_core.states import State
 
@@ -75,6 +77,10 @@ class RunConfigField(fields.Dict):
         kind = result.get("type")
         if not isinstance(kind, str) or not kind:
             raise ValidationError('needs a "type" string, e.g. "universal", "local", "docker"')
+        try:
+            core_options(result)  # the core keys every type accepts (timeout_seconds, ship_output)
+        except RunConfigMismatch as exc:
+            raise ValidationError(str(exc).removeprefix("invalid run config: ")) from None
         if kind == "universal":
             errors = UniversalRunConfigSchema().validate(result)
             if errors:
@@ -91,8 +97,12 @@ class UniversalRunConfigSchema(Base):
     """Core's run-config type: converts to any backend's type."""
 
     type = fields.Constant("universal")
-    env = fields.Dict(keys=StrictString(), values=StrictString(), load_default=dict)
+    # null removes a variable from the workload's environment (docs/workload.md).
+    env = fields.Dict(keys=StrictString(), values=StrictString(allow_none=True), load_default=dict)
     labels = fields.List(LABEL, load_default=list)
+    # The core keys of every run-config type (agent_core.runconfig.CORE_RUN_CONFIG_KEYS).
+    timeout_seconds = StrictFloat(allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
+    ship_output = StrictBoolean(allow_none=True)
 
 
 def _labels() -> fields.List:

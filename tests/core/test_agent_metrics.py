@@ -6,6 +6,7 @@ counters are checked against what happened to the runs (read back from the API).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.core.agent_probe import Scrape, health_address
 from tests.core.conftest import FakeClock, create_run, wait_until
 
 StartAgent = Callable[..., AgentThread]
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 @pytest.fixture
@@ -168,3 +170,14 @@ def test_two_agents_in_one_process_keep_metrics_of_their_own(make_agent, sqlite_
 
     assert idle.metrics.registry.get_sample_value("agent_flow_runs_claimed_total") == 0
     assert sqlite_api.get_flow_run(run["id"])["agent_id"] == busy.id
+
+
+def test_every_agent_metric_is_in_the_operations_guide(make_agent) -> None:
+    agent = make_agent()
+    documented = set(re.findall(r"^\| `(agent_\w+)", OPERATIONS.read_text(), re.M))
+    documented |= set(re.findall(r"^\| `agent_\w+`, `(agent_\w+)`", OPERATIONS.read_text(), re.M))
+
+    exposed = {family.name for family in agent.metrics.registry.collect()}
+
+    assert exposed - documented == set()
+    assert documented - exposed == set()

@@ -88,7 +88,7 @@ def preflight(agent: Any) -> list[CheckResult]:
     try:
         return checks.checks(state_of(agent), agent)
     except Exception as exc:  # never raise from preflight: readiness calls it every round
-        return [CheckResult("ecs backend", False, explain(exc))]
+        return [CheckResult("ecs backend", False, explain(exc), fix=checks.fix_for("ecs backend", exc))]
 
 
 @hookimpl

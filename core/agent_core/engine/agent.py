@@ -43,6 +43,7 @@ from agent_core.errors import (
     describe_problems,
 )
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
+from agent_core.plugin_settings import load_plugin_settings
 from agent_core.runconfig import resolve_run_config
 from agent_core.serving import RunningServer
 from agent_core.states import State
@@ -56,6 +57,7 @@ class Agent:
 
     What plugins may use: ``id``, ``name``, ``backend``, ``labels``, ``env``, ``settings``
     (:class:`AgentSettings`), ``backend_settings`` (loaded through ``settings_schema``),
+    :meth:`plugin_settings`,
     ``client``, ``logger``, ``api_url``, ``api_key``, :meth:`write_run_log`, :meth:`write_output`,
     :meth:`flow_run_env`, :meth:`set_problem` / :meth:`clear_problem`, :meth:`plugin_state` and
     ``events`` (:class:`~agent_core.engine.events.RunEvents`: ``events.subscribe(callback)``).
@@ -87,6 +89,7 @@ class Agent:
         self.api_url = settings.api_url or client.url
         self.api_key = settings.api_key
         self.backend_settings: Any = {}
+        self._plugin_settings: dict[str, dict[str, Any]] = {}
         self.run_config_schema: Schema | None = None
 
         self._stopping = threading.Event()
@@ -154,6 +157,10 @@ class Agent:
     def clear_problem(self, name: str) -> None:
         if self._problems.pop(name, None) is not None:
             self.logger.info("%s: resolved", name)
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """Extension ``name``'s settings as its ``plugin_settings_schema`` loaded them (KeyError: not loaded)."""
+        return self._plugin_settings[name]
 
     def plugin_state(self, name: str) -> dict[str, Any]:
         """A dict a plugin may keep per-agent state in (instead of module globals)."""
@@ -296,6 +303,7 @@ class Agent:
                     "or --set KEY=VALUE)"
                 ) from None
         self.run_config_schema = self.pm.hook.run_config_schema()
+        self._plugin_settings = load_plugin_settings(self.pm, self.settings.plugin_settings)
 
     def connect(self) -> None:
         """Verify the API and the key, pull the agent config, register; waits out an absent API."""

@@ -151,6 +151,14 @@ def chaos_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'chaos.db'}"
 
 
+@pytest.fixture
+def homes(tmp_path: Path) -> Path:
+    """``tmp_path`` with ``home-a`` and ``home-b``: the AGENT_HOMEs of two agents (two machines)."""
+    for name in ("home-a", "home-b"):
+        (tmp_path / name).mkdir()
+    return tmp_path
+
+
 # --- the workload ----------------------------------------------------------------------------
 
 
@@ -357,7 +365,7 @@ def tally(
         if state != "Success":
             result.lost.append(run_id)
             result.details.append(f"lost: {run_id} {state}: {run['state'].get('message')!r}; history {history}")
-        if any(count > 1 for count in attempts.values()):
+        elif any(count > 1 for count in attempts.values()):
             result.twice.append(run_id)
             result.details.append(f"twice: {run_id} started {dict(attempts)} (attempt: times)")
         elif not retry_allowed and (run.get("attempt", 1) > 1 or "Failed" in history):

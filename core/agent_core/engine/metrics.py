@@ -2,7 +2,9 @@
 
 Run counts and latencies come from the agent's run events (``agent.events``): a claim
 (Scheduled -> Submitted), the first event of a claimed run that carries its deployment (the
-deploy is done), a failed deploy, Running as the monitor learns it and the final states. The
+deploy is done; today that is Running or a final state as the monitor learns it, and an event
+the engine emits when it records the deployment would make it exact with no change here), a
+failed deploy, Running as the monitor learns it and the final states. The
 gauges (polls, API and backend, in-flight and monitored runs, probes) are read from the agent
 at each scrape, so they never drift from what ``/api/health/ready`` says. Names are listed in
 ``docs/operations.md``; they share the ``agent_`` prefix with the server's ``agent_api_*``.
@@ -79,7 +81,8 @@ class AgentMetrics:
             self.final.labels(state.value)  # present at 0, so that rate() and alerts see them
         self.deploy_duration = Histogram(
             "agent_deploy_duration_seconds",
-            "From the claim of a flow run to its deployment being known (deploy_flow and its recording)",
+            "From the claim of a flow run to the first run event carrying its deployment (Running or final, "
+            "as the monitor sees it)",
             buckets=DEPLOY_BUCKETS,
             registry=self.registry,
         )

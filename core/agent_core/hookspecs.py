@@ -201,7 +201,9 @@ def cancel_deployment(
     Called on a thread of its own (one per run, named ``cancel-<id>``), started by the monitor
     or heartbeat thread when the API lists a run this agent deployed as Cancelling. Stop
     politely (SIGTERM, ``docker stop``), and force it after ``grace_seconds``. May block up
-    to the grace period. The core marks the run Cancelled when this returns ``True``.
+    to the grace period. The core marks the run Cancelled when this returns ``True`` and calls
+    ``check_deployment`` for it no more: ship what the workload wrote while stopping
+    (``agent.write_output``) before returning.
 
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from agent_core.errors import ConfigError
+from agent_core.masking import is_secret as is_secret  # re-exported: plugins' tests name it here
+from agent_core.masking import mask, mask_passwords, secret_values
 
 ENV_PREFIX = "AGENT__"
-SECRET_WORDS = ("key", "password", "secret", "token", "credential")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "api": {
@@ -83,29 +84,6 @@ def default_db_url() -> str:
     return f"sqlite:///{agent_home() / 'agent.db'}"
 
 
-def is_secret(name: str) -> bool:
-    return any(word in name.lower() for word in SECRET_WORDS)
-
-
-def mask_url(url: str) -> str:
-    """A URL with its password (``user:PASSWORD@host``) replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    if ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
-def mask(value: Any) -> Any:
-    if value in ("", None, [], {}):
-        return value
-    text = str(value)
-    return text[:4] + "…" if len(text) > 8 else "…"
-
-
 @dataclass
 class Config:
     values: dict[str, dict[str, Any]]
@@ -146,23 +124,33 @@ class Config:
         self.sources[dotted] = source
 
     def effective(self, *, masked: bool = True) -> dict[str, Any]:
+        """The values; ``masked``: every secret shown as ``***`` (nothing of it) and every URL
+        with its password masked, wherever it is (``[server] db``, an ``[agent] env`` value...)."""
         out = copy.deepcopy(self.values)
         if masked:
             _mask_tree(out)
-            out["server"]["db"] = mask_url(out["server"]["db"])
-            out["api"]["url"] = mask_url(out["api"]["url"])
         return out
 
+    def secrets(self) -> list[str]:
+        """Every secret value of the configuration, for the log filter to mask wherever it appears."""
+        return secret_values(self.values)
 
-def _mask_tree(tree: dict[str, Any]) -> None:
+
+def _mask_tree(tree: dict[str, Any], inside_secret: bool = False) -> None:
     for key, value in tree.items():
+        secret = inside_secret or is_secret(key)
         if isinstance(value, dict):
-            if is_secret(key):
-                tree[key] = {k: mask(v) for k, v in value.items()}
-            else:
-                _mask_tree(value)
-        elif is_secret(key):
+            _mask_tree(value, secret)
+        elif isinstance(value, list):
+            tree[key] = [mask(v) if secret else _mask_text(v) for v in value]
+        elif secret:
             tree[key] = mask(value)
+        else:
+            tree[key] = _mask_text(value)
+
+
+def _mask_text(value: Any) -> Any:
+    return mask_passwords(value) if isinstance(value, str) else value
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:

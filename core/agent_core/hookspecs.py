@@ -8,7 +8,8 @@ implement the hooks marked "all": they are called on every plugin and their resu
 Hooks are called with keyword arguments; an implementation may accept any subset of them.
 Threads: the *main* thread runs start-up, the poll loop and shutdown; the *deploy* threads (a
 bounded pool) claim and deploy runs; the *monitor* thread watches deployments and handles
-cancellation; the *heartbeat* thread runs every ``heartbeat_period`` seconds. A backend's hooks
+cancellation; the *heartbeat* thread runs every ``heartbeat_period`` seconds; the *run-events*
+thread tells plugins about state changes (``flow_run_state_changed``). A backend's hooks
 can therefore be called concurrently and must guard any state they share.
 """
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from agent_core.context import AgentContext
     from agent_core.models import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment
+    from agent_core.states import State
 
 PROJECT_NAME = "agent"
 
@@ -219,6 +221,45 @@ def heartbeat(agent: AgentContext) -> None:
     (and ``agent.clear_problem(name)`` once it is gone).
 
     :raise Exception: logged with its traceback; the heartbeat loop goes on.
+    """
+
+
+# --- run events -----------------------------------------------------------------------------
+
+
+@hookspec
+def flow_run_state_changed(
+    flow_run: FlowRun,
+    old_state: State | None,
+    new_state: State,
+    message: str,
+    deployment: Deployment | None,
+    agent: AgentContext,
+) -> None:
+    """A run's state changed under this agent's hands: notifications, audit trails, metrics.
+
+    Called on every plugin (backends and extensions alike), on the agent's *run-events* thread,
+    in the order the changes happened (per run and overall), for every state the engine sets or
+    learns: the claim (Scheduled -> Submitted), a failed deploy (-> Failed), Running as the
+    monitor learns it, the final states (Success, Failed, Cancelled), a run handed back
+    (Submitted -> Scheduled), a run re-attached after a restart (``old_state == new_state``,
+    message ``"re-attached"``) and a run lost with the agent's lease. Changes made by others
+    (a user cancelling a Scheduled run, the API retrying a Failed run) are not reported.
+
+    The engine only queues the event: the call happens after the state was written, and never
+    holds up a deploy, the monitor or the poll loop. Events queued at shutdown are delivered
+    before ``on_shutdown``, within the shutdown budget.
+
+    :param flow_run: a copy of the run as the engine knew it after the change (its ``state``
+        is ``new_state``, its ``version`` the one the API answered).
+    :param old_state: the state before, or ``None`` when the engine did not know it.
+    :param new_state: the state after.
+    :param message: the state's message ("Exited with code 3", "Submitted by agent NAME"...).
+    :param deployment: what ``deploy_flow`` returned for the run, or ``None`` before a deploy.
+    :param agent: the agent.
+    :raise Exception: logged with the plugin's name; the other plugins are still called and the
+        run goes on. An implementation taking more than 5 s is logged as slow: it delays only
+        the later events, so hand long work to a thread of your own.
     """
 
 

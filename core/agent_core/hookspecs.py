@@ -60,8 +60,9 @@ def plugin_settings_schema() -> tuple[str, Schema] | None:
     the extension and the key; settings for an extension without this hook are an error too.
     A backend takes its settings through ``settings_schema`` instead.
 
-    :return: ``(name, schema)`` with ``name`` the plugin's own (its entry-point name) and a
-        ``marshmallow.Schema`` instance, or ``None`` when the plugin has no settings.
+    :return: ``(name, schema)`` with ``name`` the extension's name (its entry-point name: the
+        ``NAME`` of ``[plugins.NAME]``) and a ``marshmallow.Schema`` instance, or ``None`` when
+        the plugin has no settings. Two plugins declaring one name are a start-up error.
     """
 
 

@@ -32,4 +32,3 @@ class TestDoubleLaunch(TestLocalLike):
 class TestDeclinesMissing(TestLocalLike):
     capabilities = TestLocalLike.capabilities - {"missing"}
     not_claimed = {"missing": "this platform keeps every workload forever"}
-

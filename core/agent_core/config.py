@@ -4,7 +4,9 @@ The file is the first that exists of ``agent.toml`` in the working directory,
 ``$AGENT_HOME/config.toml`` and ``/etc/agent/config.toml`` (``--config`` or ``AGENT_CONFIG``
 name another). Environment variables are
 ``AGENT__SECTION__KEY`` (``AGENT__API__URL``); backend settings live in ``[backends.NAME]``,
-``AGENT__BACKENDS__NAME__KEY`` and ``--set KEY=VALUE``.
+``AGENT__BACKENDS__NAME__KEY`` and ``--set KEY=VALUE``; an extension's in ``[plugins.NAME]``,
+``AGENT__PLUGINS__NAME__KEY`` and ``--set plugins.NAME.KEY=VALUE``. Both are checked by the
+plugin's own schema when the agent starts, not here.
 """
 
 from __future__ import annotations
@@ -63,7 +65,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "metrics_token": "",
     },
     "backends": {},
+    "plugins": {},
 }
+
+#: sections whose tables are per plugin (``[backends.NAME]``, ``[plugins.NAME]``): their keys are
+#: the plugin's to check (its schema), not this module's
+PLUGIN_SECTIONS = ("backends", "plugins")
 
 
 SYSTEM_CONFIG_FILE = Path("/etc/agent/config.toml")
@@ -93,16 +100,20 @@ class Config:
     def backend_settings(self, backend: str) -> dict[str, Any]:
         return dict(self.values["backends"].get(backend, {}))
 
+    def plugin_settings(self) -> dict[str, dict[str, Any]]:
+        """Every ``[plugins.NAME]`` table as given (raw: each extension's schema loads its own)."""
+        return {name: dict(table) for name, table in self.values["plugins"].items()}
+
     @property
     def db_url(self) -> str:
         return self.values["server"]["db"] or default_db_url()
 
     def set(self, dotted: str, value: Any, source: str) -> None:
         parts = dotted.split(".")
-        if parts[0] == "backends":
+        if parts[0] in PLUGIN_SECTIONS:
             if len(parts) != 3:
-                raise ConfigError(f"backend settings are backends.NAME.KEY, not {dotted!r}")
-            settings = self.values["backends"].setdefault(parts[1], {})
+                raise ConfigError(f"plugin settings are {parts[0]}.NAME.KEY, not {dotted!r}")
+            settings = self.values[parts[0]].setdefault(parts[1], {})
             # Re-set at the end: the order of the keys is the order of the sources that set them last,
             # for backends whose settings exclude each other ("the later source wins").
             settings.pop(parts[2], None)
@@ -242,12 +253,12 @@ def _apply_file(config: Config, data: dict[str, Any], source: str) -> None:
     for section, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: {section!r} must be a [section]")
-        if section == "backends":
-            for backend, settings in table.items():
+        if section in PLUGIN_SECTIONS:
+            for plugin, settings in table.items():
                 if not isinstance(settings, dict):
-                    raise ConfigError(f"{source}: backends.{backend} must be a [backends.{backend}] table")
+                    raise ConfigError(f"{source}: {section}.{plugin} must be a [{section}.{plugin}] table")
                 for key, value in settings.items():
-                    config.set(f"backends.{backend}.{key}", value, source)
+                    config.set(f"{section}.{plugin}.{key}", value, source)
             continue
         for key, value in table.items():
             dotted = f"{section}.{key}"
@@ -257,9 +268,10 @@ def _apply_file(config: Config, data: dict[str, Any], source: str) -> None:
 
 def _check_known(dotted: str, source: str) -> None:
     parts = dotted.split(".")
-    if parts[0] == "backends":
+    if parts[0] in PLUGIN_SECTIONS:
         if len(parts) != 3 or not all(parts):
-            raise ConfigError(f"{source}: backend settings are named backends.NAME.KEY, not {dotted!r}")
+            kind = "backend" if parts[0] == "backends" else "extension"
+            raise ConfigError(f"{source}: {kind} settings are named {parts[0]}.NAME.KEY, not {dotted!r}")
         return
     if len(parts) != 2 or parts[0] not in DEFAULTS:
         sections = ", ".join(DEFAULTS)

@@ -115,9 +115,9 @@ def deploy(st: EcsState, agent: Any, flow_run: FlowRun, rc: EcsRunConfig) -> Dep
     flow = runtask.flow_override(kwargs, settings.container_name)
     if flow_run.command:
         flow["command"] = ["/bin/sh", "-c", flow_run.command]
-    env = dict(agent.flow_run_env(flow_run, dict(rc.env)))
-    env.setdefault("PYTHONUNBUFFERED", "1")  # so output reaches the logs as it is printed
-    runtask.set_environment(flow, env)
+    # Core's workload contract (defaults such as PYTHONUNBUFFERED included): placed as given, so
+    # that a null in any layer, which core has already applied, stays applied.
+    runtask.set_environment(flow, agent.flow_run_env(flow_run, dict(rc.env)))
     ours = {
         TAG_BACKEND: BACKEND,
         TAG_RUN: flow_run.id,

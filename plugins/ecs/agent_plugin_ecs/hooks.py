@@ -18,6 +18,7 @@ import botocore.exceptions
 from agent_core import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment, hookimpl
 from agent_core.errors import AgentError, DeploymentError, StartupError
 from agent_core.states import State
+from agent_core.workload import ships_output
 from agent_plugin_ecs import output, tasks
 from agent_plugin_ecs import preflight as checks
 from agent_plugin_ecs.aws import NO_CREDENTIALS, UNREACHABLE, AwsUnavailable, explain
@@ -87,7 +88,7 @@ def preflight(agent: Any) -> list[CheckResult]:
     try:
         return checks.checks(state_of(agent), agent)
     except Exception as exc:  # never raise from preflight: readiness calls it every round
-        return [CheckResult("ecs backend", False, explain(exc))]
+        return [CheckResult("ecs backend", False, explain(exc), fix=checks.fix_for("ecs backend", exc))]
 
 
 @hookimpl
@@ -198,6 +199,8 @@ def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any) -> D
 
 @hookimpl
 def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Any, tail: int) -> list[str] | None:
+    if not ships_output(agent, flow_run):
+        return None  # output off: no tail in the run's message either (it stays in CloudWatch)
     st = state_of(agent)
     lines, why = output.tail(st.clients, deployment.data, tail)
     if lines is None:

@@ -75,7 +75,7 @@ def preflight(agent: Any) -> list[CheckResult]:
             ),
         ]
     except Exception as exc:
-        return [CheckResult("work_dir writable", False, f"cannot check: {exc}")]
+        return [CheckResult("work_dir writable", False, f"cannot check: {exc}", fix=WORK_DIR_FIX)]
 
 
 @hookimpl

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from agent_core.client import APIClient
 from tests.chaos.bursts import submitted_undeployed
 from tests.chaos.conftest import (
@@ -30,11 +28,10 @@ OUTAGE_SECONDS = 3.0
 FINISH_WITHIN = 40.0
 
 
-@pytest.mark.parametrize("chaos_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_burst_with_failing_deploys_survives_the_api_being_killed_and_no_run_is_left_submitted(
-    chaos_db, start_server, start_agent, gate: Gate, homes
+    postgres_url, start_server, start_agent, gate: Gate, homes
 ):
-    server = start_server(chaos_db)
+    server = start_server(postgres_url)
     markers = homes / "markers"
     markers.mkdir()
     client = APIClient(server.url, retries=5, backoff=0.2)

@@ -84,9 +84,9 @@ def test_with_output_off_cloudwatch_is_not_read_and_only_the_agents_lines_reach_
     agent_settings: dict[str, Any],
     run_config: dict[str, Any],
 ) -> None:
-    run = create_run(client, "sh -c 'echo kept-in-cloudwatch; echo also-kept >&2'", {"type": "ecs", **run_config})
     agent = start_agent(**agent_settings)
     calls = CallCounter(plugin_state(agent.agent))
+    run = create_run(client, "sh -c 'echo kept-in-cloudwatch; echo also-kept >&2'", {"type": "ecs", **run_config})
     final = wait_for_final(client, run["id"], 40)
     deployment = Deployment.from_dict(final["deployment"])
     tail = agent.agent.pm.hook.deployment_logs(

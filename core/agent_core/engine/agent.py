@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any
@@ -22,6 +23,7 @@ from agent_core import __version__, workload
 from agent_core.client import APIClient
 from agent_core.engine.backoff import Backoff
 from agent_core.engine.clock import Clock, SystemClock
+from agent_core.engine.events import RunEvents
 from agent_core.engine.health import start_health_server
 from agent_core.engine.hooks import call_each
 from agent_core.engine.monitor import Monitor
@@ -41,6 +43,7 @@ from agent_core.errors import (
     describe_problems,
 )
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
+from agent_core.plugin_settings import load_plugin_settings
 from agent_core.runconfig import resolve_run_config
 from agent_core.serving import RunningServer
 from agent_core.states import State
@@ -54,8 +57,14 @@ class Agent:
 
     What plugins may use: ``id``, ``name``, ``backend``, ``labels``, ``env``, ``settings``
     (:class:`AgentSettings`), ``backend_settings`` (loaded through ``settings_schema``),
+    :meth:`plugin_settings`,
     ``client``, ``logger``, ``api_url``, ``api_key``, :meth:`write_run_log`, :meth:`write_output`,
-    :meth:`flow_run_env`, :meth:`set_problem` / :meth:`clear_problem` and :meth:`plugin_state`.
+    :meth:`flow_run_env`, :meth:`set_problem` / :meth:`clear_problem`, :meth:`plugin_state` and
+    ``events`` (:class:`~agent_core.engine.events.RunEvents`: ``events.subscribe(callback)``).
+
+    Read-only figures for health and metrics: ``polls``, ``poll_errors``, ``api_up``,
+    ``backend_ready``, ``in_flight_count``, ``monitor.count``; :meth:`readiness` and
+    :meth:`liveness` answer ``(ok, problems)``.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class Agent:
         self.api_url = settings.api_url or client.url
         self.api_key = settings.api_key
         self.backend_settings: Any = {}
+        self._plugin_settings: dict[str, dict[str, Any]] = {}
         self.run_config_schema: Schema | None = None
 
         self._stopping = threading.Event()
@@ -94,11 +104,18 @@ class Agent:
         self._api_failing_since: float | None = None
         self._api_last_error = ""
         self._started_plugins = False
-        self.polls = 0
+        self._contacted = False
+        self._api_up = False
+        self._backend_ready = False
+        self._backend_problem = ""
+        self._polls = 0
+        self._poll_errors = 0
+        self._loops_started = False
 
         self.pool = DeployPool(settings.workers)
         self.monitor = Monitor(self)
         self.run_logs = RunLogShipper(client, settings.name)
+        self.events = RunEvents(pm, self, clock=self.clock)
         self._heartbeat_thread: threading.Thread | None = None
         self._health_server: RunningServer | None = None
 
@@ -141,6 +158,10 @@ class Agent:
         if self._problems.pop(name, None) is not None:
             self.logger.info("%s: resolved", name)
 
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """Extension ``name``'s settings as its ``plugin_settings_schema`` loaded them (KeyError: not loaded)."""
+        return self._plugin_settings[name]
+
     def plugin_state(self, name: str) -> dict[str, Any]:
         """A dict a plugin may keep per-agent state in (instead of module globals)."""
         return self._plugin_state.setdefault(name, {})
@@ -158,6 +179,74 @@ class Agent:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    # --- read-only figures (health, metrics) ----------------------------------------------
+
+    @property
+    def polls(self) -> int:
+        """Queue polls made (successful or not)."""
+        return self._polls
+
+    @property
+    def poll_errors(self) -> int:
+        """Queue polls that failed (API unreachable, refused or malformed answers)."""
+        return self._poll_errors
+
+    @property
+    def api_up(self) -> bool:
+        """Whether the last call that tells (connect, poll) reached the API; False before any."""
+        return self._api_up
+
+    @property
+    def backend_ready(self) -> bool:
+        """Whether the last ``preflight`` passed (every check ok); False before it ran."""
+        return self._backend_ready
+
+    @property
+    def in_flight_count(self) -> int:
+        """Runs handed to a deploy thread and not finished with (waiting, claiming, deploying)."""
+        with self._in_flight_lock:
+            return len(self._in_flight)
+
+    def liveness(self) -> tuple[bool, dict[str, str]]:
+        """``(ok, problems)``: the process and its loops are alive. Not ok before the first
+        successful API contact, nor once a loop thread died or the poll loop stalled."""
+        problems: dict[str, str] = {}
+        now = self.clock.monotonic()
+        if not self._contacted:
+            problems["api"] = "no successful API contact yet"
+        if self._loops_started:
+            for name, thread in (("monitor", self.monitor.thread), ("heartbeat", self._heartbeat_thread)):
+                if thread is not None and not thread.is_alive() and not self.stopping:
+                    problems[name] = f"the {name} thread is not running"
+        if (
+            self._last_poll_attempt is not None
+            and not self.stopping
+            and now - self._last_poll_attempt > self.settings.stall_threshold + MAX_API_WAIT + self._poll_wait()
+        ):
+            problems["poll"] = f"the poll loop has not run for {now - self._last_poll_attempt:.0f}s"
+        return not problems, problems
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """``(ok, problems)``: the agent can take work now: alive, the API reachable, its last
+        poll recent, the backend's preflight passing, not stopping, no plugin problem."""
+        _, problems = self.liveness()
+        problems = {**self._problems, **problems}
+        now = self.clock.monotonic()
+        if self._contacted and not self._api_up:
+            since = now - self._api_failing_since if self._api_failing_since is not None else 0.0
+            problems["api"] = f"the API has been unreachable for {since:.0f}s: {self._api_last_error}"
+        if self._contacted and self._last_poll_success is None and self._last_poll_attempt is not None:
+            problems.setdefault("poll", "no successful poll yet")
+        if not self._backend_ready:
+            problems["backend"] = self._backend_problem or "the backend's preflight has not passed yet"
+        if self.stopping:
+            problems["stopping"] = "the agent is shutting down: no new claims"
+        return not problems, problems
+
+    def _poll_wait(self) -> float:
+        """How long one poll may legitimately hold the loop (a long poll's wait)."""
+        return 0.0
+
     def is_in_flight(self, run_id: str) -> bool:
         with self._in_flight_lock:
             return run_id in self._in_flight
@@ -168,6 +257,7 @@ class Agent:
         """Run until stopped, ``--max-polls`` is reached or (``--until-idle``) no work is left."""
         restore = self._install_signal_handlers()
         try:
+            self.events.start()
             self.load_backend_contract()
             if self.settings.agent_address:
                 # Before connecting: a bad address is reported at once, and health answers
@@ -186,6 +276,7 @@ class Agent:
             self.reconcile()
             self.monitor.start()
             self._start_heartbeat()
+            self._loops_started = True
             self.poll_loop()
         finally:
             self.shutdown()
@@ -212,6 +303,7 @@ class Agent:
                     "or --set KEY=VALUE)"
                 ) from None
         self.run_config_schema = self.pm.hook.run_config_schema()
+        self._plugin_settings = load_plugin_settings(self.pm, self.settings.plugin_settings)
 
     def connect(self) -> None:
         """Verify the API and the key, pull the agent config, register; waits out an absent API."""
@@ -220,11 +312,13 @@ class Agent:
             try:
                 self.client.hello()
                 self._api_failing_since = None
+                self._contacted = self._api_up = True
                 break
             except APIUnavailable as exc:
                 if self._api_failing_since is None:
                     self._api_failing_since = self.clock.monotonic()
                 self._api_last_error = str(exc)
+                self._api_up = False
                 wait = max(delay.next_delay(False), 1.0)
                 self.logger.warning("API at %s unreachable (%s); retrying in %.0fs", self.client.url, exc.detail, wait)
                 self.clock.wait(self._stopping, wait)
@@ -280,9 +374,11 @@ class Agent:
         self.logger.info("Applied agent config %s (%s)", config["name"], config_id)
 
     def _preflight_warnings(self) -> None:
-        for result in self.preflight():
-            if not result.ok:
-                self.logger.warning("preflight %s failed: %s", result.name, result.detail)
+        failed = [result for result in self.preflight() if not result.ok]
+        for result in failed:
+            self.logger.warning("preflight %s failed: %s", result.name, result.detail)
+        self._backend_ready = not failed
+        self._backend_problem = "; ".join(f"{r.name}: {r.detail}" for r in failed)
 
     def preflight(self) -> list[CheckResult]:
         results: list[CheckResult] = []
@@ -323,12 +419,15 @@ class Agent:
             if run is not None and run.attempt == item.attempt:
                 self.monitor.track(run, item.deployment)
                 attached.add(run.id)
+                self.events.emit(run, run.state, run.state, "re-attached", item.deployment)
         for run in runs.values():
             if run.id in attached:
                 continue
             if run.deployment:
-                self.monitor.track(run, Deployment.from_dict(run.deployment))
+                deployment = Deployment.from_dict(run.deployment)
+                self.monitor.track(run, deployment)
                 attached.add(run.id)
+                self.events.emit(run, run.state, run.state, "re-attached", deployment)
             else:
                 self.set_final_state(
                     run,
@@ -381,15 +480,17 @@ class Agent:
 
     def poll_once(self) -> bool:
         """Ask for ready runs and submit the new ones; True if any was submitted."""
-        self.polls += 1
+        self._polls += 1
         self._last_poll_attempt = self.clock.monotonic()
         before = self.clock.now().add(seconds=self.settings.prefetch_seconds)
         try:
             items = self.client.get_queue(self.labels, before, limit=max(self.pool.workers * 2, 10))
         except APIUnavailable as exc:
+            self._poll_errors += 1
             self._note_api_failure(exc)
             return False
         except AgentError as exc:
+            self._poll_errors += 1
             self.logger.error("Failed to query for ready flow runs: %s", exc)
             return False
         self._note_api_success()
@@ -420,6 +521,7 @@ class Agent:
             down = self.clock.monotonic() - self._api_failing_since
             self.logger.info("API reachable again after %.0fs", down)
         self._api_failing_since = None
+        self._contacted = self._api_up = True
         self._last_poll_success = self.clock.monotonic()
         self._last_poll_success_time = self.clock.now()
 
@@ -428,6 +530,7 @@ class Agent:
         if self._api_failing_since is None:
             self._api_failing_since = now
         self._api_last_error = str(exc)
+        self._api_up = False
         since = f"{now - self._last_poll_success:.0f} s ago" if self._last_poll_success is not None else "never"
         self.logger.warning("API unavailable (%s); last success %s; backing off", exc, since)
 
@@ -461,8 +564,12 @@ class Agent:
             self.logger.debug("Flow run %s not claimed: %s", run.id, exc)
             return None
         except APIUnavailable:
-            return self._claim_outcome(run)
-        return FlowRun.from_api(data)
+            claimed = self._claim_outcome(run)
+        else:
+            claimed = FlowRun.from_api(data)
+        if claimed is not None:
+            self.events.emit(claimed, run.state, State.SUBMITTED, f"Submitted by agent {self.name}")
+        return claimed
 
     def _claim_outcome(self, run: FlowRun) -> FlowRun | None:
         """The claim's answer was lost: read the run back to learn whether it is ours."""
@@ -529,7 +636,9 @@ class Agent:
                 self.logger.warning("Could not mark run %s %s (%s); will retry", run.id, state.value, exc)
                 return False
             updated = FlowRun.from_api(data)
+            old = run.state
             run.version, run.state = updated.version, updated.state
+            self.events.emit(run, old, updated.state, message)
             return True
         return False
 
@@ -570,6 +679,8 @@ class Agent:
         if self._heartbeat_thread is not None:
             # A heartbeat hook must never run after on_shutdown released what it uses.
             self._heartbeat_thread.join(timeout=self.settings.heartbeat_period + 10)
+        # Plugins hear of the last state changes before on_shutdown releases what they use.
+        self.events.stop(time.monotonic() + 10.0)
         if self._started_plugins:
             call_each(self.pm, "on_shutdown", agent=self)
         self.run_logs.stop()

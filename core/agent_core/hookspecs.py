@@ -22,7 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     from marshmallow import Schema
 
-    from agent_core.engine.agent import Agent
+    from agent_core.context import AgentContext
     from agent_core.models import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment
     from agent_core.states import State
 
@@ -48,6 +48,24 @@ def settings_schema() -> Schema | None:
     """
 
 
+@hookspec
+def plugin_settings_schema() -> tuple[str, Schema] | None:
+    """The name and marshmallow schema of an extension's settings (``[plugins.NAME]``).
+
+    Called on every plugin, on the main thread at start-up (and by ``agent doctor``), before
+    the API connection is made and before ``on_startup``. Settings come from ``[plugins.NAME]``
+    in the config file, ``AGENT__PLUGINS__NAME__KEY`` environment variables and
+    ``--set plugins.NAME.KEY=VALUE``, are loaded through the schema, and are then
+    ``agent.plugin_settings(NAME)``. An unknown or invalid setting is a start-up error naming
+    the extension and the key; settings for an extension without this hook are an error too.
+    A backend takes its settings through ``settings_schema`` instead.
+
+    :return: ``(name, schema)`` with ``name`` the extension's name (its entry-point name: the
+        ``NAME`` of ``[plugins.NAME]``) and a ``marshmallow.Schema`` instance, or ``None`` when
+        the plugin has no settings. Two plugins declaring one name are a start-up error.
+    """
+
+
 @hookspec(firstresult=True)
 def run_config_schema() -> Schema | None:
     """The marshmallow schema of the run-config type this backend accepts.
@@ -64,20 +82,21 @@ def run_config_schema() -> Schema | None:
 
 
 @hookspec
-def on_startup(agent: Agent) -> None:
+def on_startup(agent: AgentContext) -> None:
     """Prepare the plugin for work.
 
     Called on the main thread after the API connection is verified, the agent registered and
     its settings loaded, before the first poll.
 
-    :param agent: the running agent (``agent.settings``, ``agent.client``, ``agent.logger``...).
+    :param agent: the running agent (:class:`agent_core.AgentContext`: ``agent.settings``,
+        ``agent.plugin_settings(name)``, ``agent.client``, ``agent.logger``...).
     :raise Exception: aborts start-up; the message is shown to the operator and the agent exits
         non-zero. Raise :class:`agent_core.errors.StartupError` with the fix in the message.
     """
 
 
 @hookspec(firstresult=True)
-def list_deployments(agent: Agent) -> list[LiveDeployment] | None:
+def list_deployments(agent: AgentContext) -> list[LiveDeployment] | None:
     """The live workloads this backend started, found by the names or labels it gave them.
 
     Called once on the main thread at start-up, after ``on_startup``. For every workload whose
@@ -92,7 +111,7 @@ def list_deployments(agent: Agent) -> list[LiveDeployment] | None:
 
 
 @hookspec
-def preflight(agent: Agent) -> list[CheckResult] | None:
+def preflight(agent: AgentContext) -> list[CheckResult] | None:
     """Checks that the plugin can do its work: credentials, daemon reachable, image present.
 
     Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``.
@@ -108,7 +127,7 @@ def preflight(agent: Agent) -> list[CheckResult] | None:
 
 
 @hookspec(firstresult=True)
-def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment | str | None:
+def deploy_flow(flow_run: FlowRun, run_config: Any, agent: AgentContext) -> Deployment | str | None:
     """Start ``flow_run`` on the backend's platform. Required of every backend.
 
     Called on a deploy thread after the run is claimed (its state is Submitted) and on time.
@@ -129,7 +148,7 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment 
 
 
 @hookspec
-def flow_run_env(flow_run: FlowRun, agent: Agent) -> dict[str, str | None] | None:
+def flow_run_env(flow_run: FlowRun, agent: AgentContext) -> dict[str, str | None] | None:
     """Extra environment variables for the workload of ``flow_run`` (secrets from a vault...).
 
     Called on every plugin, on the deploy thread, when the backend asks for the workload's
@@ -150,7 +169,7 @@ def flow_run_env(flow_run: FlowRun, agent: Agent) -> dict[str, str | None] | Non
 
 
 @hookspec(firstresult=True)
-def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent) -> DeploymentStatus | None:
+def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: AgentContext) -> DeploymentStatus | None:
     """How the workload is doing.
 
     Called on the monitor thread every ``monitor_interval`` seconds for each run this agent
@@ -166,7 +185,7 @@ def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent) ->
 
 
 @hookspec(firstresult=True)
-def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Agent, tail: int) -> list[str] | None:
+def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: AgentContext, tail: int) -> list[str] | None:
     """The last ``tail`` lines of the workload's output.
 
     Called on the monitor thread when a deployment fails, so the lines can be attached to the
@@ -177,13 +196,17 @@ def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Agent, tai
 
 
 @hookspec(firstresult=True)
-def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent, grace_seconds: float) -> bool | None:
+def cancel_deployment(
+    flow_run: FlowRun, deployment: Deployment, agent: AgentContext, grace_seconds: float
+) -> bool | None:
     """Stop the workload of a run that was asked to cancel (state Cancelling).
 
     Called on a thread of its own (one per run, named ``cancel-<id>``), started by the monitor
     or heartbeat thread when the API lists a run this agent deployed as Cancelling. Stop
     politely (SIGTERM, ``docker stop``), and force it after ``grace_seconds``. May block up
-    to the grace period. The core marks the run Cancelled when this returns ``True``.
+    to the grace period. The core marks the run Cancelled when this returns ``True`` and calls
+    ``check_deployment`` for it no more: ship what the workload wrote while stopping
+    (``agent.write_output``) before returning.
 
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.
@@ -191,7 +214,7 @@ def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent, g
 
 
 @hookspec
-def heartbeat(agent: Agent) -> None:
+def heartbeat(agent: AgentContext) -> None:
     """Periodic work: check platform health, reap finished workloads, report metrics.
 
     Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin.
@@ -212,7 +235,7 @@ def flow_run_state_changed(
     new_state: State,
     message: str,
     deployment: Deployment | None,
-    agent: Agent,
+    agent: AgentContext,
 ) -> None:
     """A run's state changed under this agent's hands: notifications, audit trails, metrics.
 
@@ -245,7 +268,7 @@ def flow_run_state_changed(
 
 
 @hookspec
-def on_shutdown(agent: Agent) -> None:
+def on_shutdown(agent: AgentContext) -> None:
     """Release what the plugin holds (clients, threads, temporary files).
 
     Called on the main thread once the poll loop has stopped and in-flight deployments are

@@ -26,7 +26,9 @@ from agent_core.engine.clock import Clock, SystemClock
 from agent_core.engine.events import RunEvents
 from agent_core.engine.health import start_health_server
 from agent_core.engine.hooks import call_each
+from agent_core.engine.metrics import AgentMetrics
 from agent_core.engine.monitor import Monitor
+from agent_core.engine.outcomes import OutcomeLog
 from agent_core.engine.poller import Poller
 from agent_core.engine.pool import DeployPool
 from agent_core.engine.runlogs import RunLogShipper
@@ -44,6 +46,7 @@ from agent_core.errors import (
     describe_problems,
 )
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
+from agent_core.plugin_settings import load_plugin_settings
 from agent_core.runconfig import resolve_run_config
 from agent_core.serving import RunningServer
 from agent_core.states import State
@@ -59,6 +62,7 @@ class Agent:
 
     What plugins may use: ``id``, ``name``, ``backend``, ``labels``, ``env``, ``settings``
     (:class:`AgentSettings`), ``backend_settings`` (loaded through ``settings_schema``),
+    :meth:`plugin_settings`,
     ``client``, ``logger``, ``api_url``, ``api_key``, :meth:`write_run_log`, :meth:`write_output`,
     :meth:`flow_run_env`, :meth:`set_problem` / :meth:`clear_problem`, :meth:`plugin_state` and
     ``events`` (:class:`~agent_core.engine.events.RunEvents`: ``events.subscribe(callback)``).
@@ -90,6 +94,7 @@ class Agent:
         self.api_url = settings.api_url or client.url
         self.api_key = settings.api_key
         self.backend_settings: Any = {}
+        self._plugin_settings: dict[str, dict[str, Any]] = {}
         self.run_config_schema: Schema | None = None
 
         self._stopping = threading.Event()
@@ -124,6 +129,9 @@ class Agent:
         self.events = RunEvents(pm, self, clock=self.clock)
         self._heartbeat_thread: threading.Thread | None = None
         self._health_server: RunningServer | None = None
+        # Run-event listeners (owned by the observability part): /metrics and the outcome lines.
+        self.metrics = AgentMetrics(self)
+        self.outcomes = OutcomeLog(self)
 
     # --- the public surface for plugins ---------------------------------------------------
 
@@ -163,6 +171,10 @@ class Agent:
     def clear_problem(self, name: str) -> None:
         if self._problems.pop(name, None) is not None:
             self.logger.info("%s: resolved", name)
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """Extension ``name``'s settings as its ``plugin_settings_schema`` loaded them (KeyError: not loaded)."""
+        return self._plugin_settings[name]
 
     def plugin_state(self, name: str) -> dict[str, Any]:
         """A dict a plugin may keep per-agent state in (instead of module globals)."""
@@ -267,7 +279,10 @@ class Agent:
                 # Before connecting: a bad address is reported at once, and health answers
                 # (503, "api") while the agent waits for an absent API.
                 self._health_server = start_health_server(self, self.settings.agent_address)
-                self.logger.info("Health API on %s (/api/health, /api/poke)", self._health_server.url)
+                self.logger.info(
+                    "Health API on %s (/api/health/live, /api/health/ready, /metrics, /api/poke)",
+                    self._health_server.url,
+                )
             self.connect()
             if self.stopping:
                 return
@@ -307,6 +322,7 @@ class Agent:
                     "or --set KEY=VALUE)"
                 ) from None
         self.run_config_schema = self.pm.hook.run_config_schema()
+        self._plugin_settings = load_plugin_settings(self.pm, self.settings.plugin_settings)
 
     def connect(self) -> None:
         """Verify the API and the key, pull the agent config, register; waits out an absent API."""

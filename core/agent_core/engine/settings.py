@@ -39,6 +39,8 @@ class AgentSettings:
     log_level: str = "INFO"
     log_format: str = "text"
     backend_settings: dict[str, Any] = field(default_factory=dict)
+    # [plugins.NAME] tables, raw: each extension's schema loads its own (agent_core.plugin_settings).
+    plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The workload contract (docs/workload.md): output shipping, and the key workloads get.
     ship_output: bool = True
     workload_api_key: str = ""
@@ -63,6 +65,7 @@ class AgentSettings:
             **section,
             "backend": backend,
             "backend_settings": config.backend_settings(backend),
+            "plugin_settings": config.plugin_settings(),
             "api_url": config.section("api")["url"],
             "api_key": config.section("api")["key"],
         }

@@ -33,6 +33,7 @@ from agent_core.engine.poller import Poller
 from agent_core.engine.pool import DeployPool
 from agent_core.engine.runlogs import RunLogShipper
 from agent_core.engine.settings import AgentSettings
+from agent_core.engine.state_writer import StateWriter
 from agent_core.errors import (
     AgentError,
     APIUnavailable,
@@ -55,6 +56,8 @@ FAR_FUTURE_DAYS = 365 * 100
 MAX_API_WAIT = 10.0
 # The longest a clean exit waits for the API to acknowledge the agent's leave.
 LEAVE_WAIT = 5.0
+# How long a stopping agent keeps trying to write the run states the API did not take yet.
+STATE_WRITE_WAIT = 5.0
 
 
 class Agent:
@@ -114,6 +117,8 @@ class Agent:
         self._contacted = False
         self._api_up = False
         self._backend_ready = False
+        # Claims stop only on a failed check (an agent driven without start(), as in tests, claims).
+        self._preflight_failing = False
         self._backend_problem = ""
         self._polls = 0
         self._poll_errors = 0
@@ -126,6 +131,8 @@ class Agent:
         client.set_pool_size(self.pool.workers + 8)
         self.monitor = Monitor(self)
         self.run_logs = RunLogShipper(client, settings.name)
+        self.state_writer = StateWriter(self)
+        self._readiness_thread: threading.Thread | None = None
         self.events = RunEvents(pm, self, clock=self.clock)
         self._heartbeat_thread: threading.Thread | None = None
         self._health_server: RunningServer | None = None
@@ -292,8 +299,11 @@ class Agent:
             self._preflight_warnings()
             self._banner()
             self.run_logs.start()
+            self.state_writer.start()
             self.reconcile()
             self.monitor.start()
+            self._readiness_thread = threading.Thread(target=self._readiness_loop, name="readiness", daemon=True)
+            self._readiness_thread.start()
             self._start_heartbeat()
             self._loops_started = True
             self.poll_loop()
@@ -396,11 +406,31 @@ class Agent:
         self.logger.info("Applied agent config %s (%s)", config["name"], config_id)
 
     def _preflight_warnings(self) -> None:
-        failed = [result for result in self.preflight() if not result.ok]
-        for result in failed:
-            self.logger.warning("preflight %s failed: %s", result.name, result.detail)
+        """Run the preflight checks; while any fails the agent claims nothing (logged on change)."""
+        try:
+            failed = [result for result in self.preflight() if not result.ok]
+        except Exception as exc:  # a raising check counts as failing, never ends the agent
+            self.logger.exception("preflight raised")
+            failed = [CheckResult("preflight", False, f"raised {type(exc).__name__}: {exc}")]
+        problem = "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        was_ready, old_problem = self._backend_ready, self._backend_problem
         self._backend_ready = not failed
-        self._backend_problem = "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        self._preflight_failing = bool(failed)
+        self._backend_problem = problem
+        if failed and problem != old_problem:
+            for result in failed:
+                self.logger.warning("preflight %s failed: %s", result.name, result.detail)
+            self.logger.warning(
+                "backend %r not ready: claiming no runs until its checks pass (checked every %.0fs)",
+                self.backend,
+                self.settings.readiness_interval,
+            )
+        elif not failed and not was_ready and old_problem:
+            self.logger.info("backend %r ready again: claiming runs", self.backend)
+
+    def _readiness_loop(self) -> None:
+        while not self._stopping.wait(self.settings.readiness_interval):
+            self._preflight_warnings()
 
     def preflight(self) -> list[CheckResult]:
         results: list[CheckResult] = []
@@ -451,11 +481,8 @@ class Agent:
                 attached.add(run.id)
                 self.events.emit(run, run.state, run.state, "re-attached", deployment)
             else:
-                self.set_final_state(
-                    run,
-                    State.FAILED,
-                    "The agent stopped after claiming this run and before recording a deployment",
-                )
+                # Claimed, never launched (no workload is listed): any agent may run it.
+                self.hand_back(run, f"Agent {self.name} restarted before deploying this run: handed back")
         if attached:
             self.logger.info("Re-attached to %d running deployment(s)", len(attached))
             for run_id in attached:
@@ -500,7 +527,8 @@ class Agent:
         Scheduled one waits for its start time on its thread, then is claimed.
         """
         mine = [run for run in runs if run.state == State.SUBMITTED and run.agent_id == self.id]
-        scheduled = [run for run in runs if run.state == State.SCHEDULED]
+        # Not ready (or stopping): Scheduled runs are left for healthy agents.
+        scheduled = [run for run in runs if run.state == State.SCHEDULED] if self.may_claim() else []
         with self._in_flight_lock:
             new_mine = [run for run in mine if run.id not in self._in_flight]
             new_scheduled = [run for run in scheduled if run.id not in self._in_flight]
@@ -528,8 +556,9 @@ class Agent:
             return bool(self._unclaimed)
 
     def may_claim(self) -> bool:
-        """Whether the agent takes new runs now (not while stopping)."""
-        return not self.stopping
+        """Whether the agent takes new runs now: not while stopping, nor while the backend's
+        preflight fails (the runs stay Scheduled for healthy agents)."""
+        return not self.stopping and not self._preflight_failing
 
     def _idle(self) -> bool:
         if self.pool.pending or self.monitor.count:
@@ -569,6 +598,8 @@ class Agent:
                     return  # stopping: leave it Scheduled for another agent
             if self.stopping:
                 return
+            if not self.may_claim():
+                return  # the backend stopped being ready meanwhile: leave it Scheduled
             claimed = self.claim(run)
             with self._in_flight_lock:
                 self._unclaimed.discard(run.id)
@@ -648,7 +679,7 @@ class Agent:
                 "Deployment of flow run %s failed: %s", run.id, message, exc_info=not isinstance(exc, AgentError)
             )
             self.write_run_log(run.id, message, "ERROR")
-            self.set_final_state(run, State.FAILED, message)
+            self.state_writer.write(run, State.FAILED, message)
             return
         # Recorded even without a platform id (a backend returning a plain string), so that a
         # restarted agent knows this run was deployed and does not fail it.
@@ -704,7 +735,7 @@ class Agent:
             except NotFound:
                 return True
             except APIUnavailable as exc:
-                self.logger.warning("Could not mark run %s %s (%s); will retry", run.id, state.value, exc)
+                self.logger.warning("Could not mark run %s %s (%s); trying again", run.id, state.value, exc)
                 return False
             updated = FlowRun.from_api(data)
             old = run.state
@@ -750,6 +781,9 @@ class Agent:
         if self._heartbeat_thread is not None:
             # A heartbeat hook must never run after on_shutdown released what it uses.
             self._heartbeat_thread.join(timeout=self.settings.heartbeat_period + 10)
+        self.state_writer.stop(time.monotonic() + STATE_WRITE_WAIT)
+        if self._readiness_thread is not None:
+            self._readiness_thread.join(timeout=5.0)  # a preflight in progress ends before on_shutdown
         # Plugins hear of the last state changes before on_shutdown releases what they use.
         self.events.stop(time.monotonic() + 10.0)
         if self._started_plugins:

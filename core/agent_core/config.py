@@ -4,7 +4,9 @@ The file is the first that exists of ``agent.toml`` in the working directory,
 ``$AGENT_HOME/config.toml`` and ``/etc/agent/config.toml`` (``--config`` or ``AGENT_CONFIG``
 name another). Environment variables are
 ``AGENT__SECTION__KEY`` (``AGENT__API__URL``); backend settings live in ``[backends.NAME]``,
-``AGENT__BACKENDS__NAME__KEY`` and ``--set KEY=VALUE``.
+``AGENT__BACKENDS__NAME__KEY`` and ``--set KEY=VALUE``; an extension's in ``[plugins.NAME]``,
+``AGENT__PLUGINS__NAME__KEY`` and ``--set plugins.NAME.KEY=VALUE``. Both are checked by the
+plugin's own schema when the agent starts, not here.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from agent_core.errors import ConfigError
+from agent_core.masking import is_secret as is_secret  # re-exported: plugins' tests name it here
+from agent_core.masking import mask, mask_passwords, secret_values
 
 ENV_PREFIX = "AGENT__"
-SECRET_WORDS = ("key", "password", "secret", "token", "credential")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "api": {
@@ -38,6 +41,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "heartbeat_period": 30.0,
         "monitor_interval": 1.0,
         "prefetch_seconds": 10.0,
+        "long_poll_seconds": 30.0,  # how long one poll may wait on the server (0: poll with backoff)
+        "readiness_interval": 30.0,  # how often preflight runs; while it fails the agent claims nothing
         "max_workers": 0,  # 0: min(32, cpus + 4), as the seed
         "drain_timeout": 30.0,
         "cancel_grace_seconds": 10.0,
@@ -62,7 +67,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "metrics_token": "",
     },
     "backends": {},
+    "plugins": {},
 }
+
+#: sections whose tables are per plugin (``[backends.NAME]``, ``[plugins.NAME]``): their keys are
+#: the plugin's to check (its schema), not this module's
+PLUGIN_SECTIONS = ("backends", "plugins")
 
 
 SYSTEM_CONFIG_FILE = Path("/etc/agent/config.toml")
@@ -74,29 +84,6 @@ def agent_home() -> Path:
 
 def default_db_url() -> str:
     return f"sqlite:///{agent_home() / 'agent.db'}"
-
-
-def is_secret(name: str) -> bool:
-    return any(word in name.lower() for word in SECRET_WORDS)
-
-
-def mask_url(url: str) -> str:
-    """A URL with its password (``user:PASSWORD@host``) replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    if ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
-def mask(value: Any) -> Any:
-    if value in ("", None, [], {}):
-        return value
-    text = str(value)
-    return text[:4] + "…" if len(text) > 8 else "…"
 
 
 @dataclass
@@ -115,16 +102,20 @@ class Config:
     def backend_settings(self, backend: str) -> dict[str, Any]:
         return dict(self.values["backends"].get(backend, {}))
 
+    def plugin_settings(self) -> dict[str, dict[str, Any]]:
+        """Every ``[plugins.NAME]`` table as given (raw: each extension's schema loads its own)."""
+        return {name: dict(table) for name, table in self.values["plugins"].items()}
+
     @property
     def db_url(self) -> str:
         return self.values["server"]["db"] or default_db_url()
 
     def set(self, dotted: str, value: Any, source: str) -> None:
         parts = dotted.split(".")
-        if parts[0] == "backends":
+        if parts[0] in PLUGIN_SECTIONS:
             if len(parts) != 3:
-                raise ConfigError(f"backend settings are backends.NAME.KEY, not {dotted!r}")
-            settings = self.values["backends"].setdefault(parts[1], {})
+                raise ConfigError(f"plugin settings are {parts[0]}.NAME.KEY, not {dotted!r}")
+            settings = self.values[parts[0]].setdefault(parts[1], {})
             # Re-set at the end: the order of the keys is the order of the sources that set them last,
             # for backends whose settings exclude each other ("the later source wins").
             settings.pop(parts[2], None)
@@ -135,23 +126,33 @@ class Config:
         self.sources[dotted] = source
 
     def effective(self, *, masked: bool = True) -> dict[str, Any]:
+        """The values; ``masked``: every secret shown as ``***`` (nothing of it) and every URL
+        with its password masked, wherever it is (``[server] db``, an ``[agent] env`` value...)."""
         out = copy.deepcopy(self.values)
         if masked:
             _mask_tree(out)
-            out["server"]["db"] = mask_url(out["server"]["db"])
-            out["api"]["url"] = mask_url(out["api"]["url"])
         return out
 
+    def secrets(self) -> list[str]:
+        """Every secret value of the configuration, for the log filter to mask wherever it appears."""
+        return secret_values(self.values)
 
-def _mask_tree(tree: dict[str, Any]) -> None:
+
+def _mask_tree(tree: dict[str, Any], inside_secret: bool = False) -> None:
     for key, value in tree.items():
+        secret = inside_secret or is_secret(key)
         if isinstance(value, dict):
-            if is_secret(key):
-                tree[key] = {k: mask(v) for k, v in value.items()}
-            else:
-                _mask_tree(value)
-        elif is_secret(key):
+            _mask_tree(value, secret)
+        elif isinstance(value, list):
+            tree[key] = [mask(v) if secret else _mask_text(v) for v in value]
+        elif secret:
             tree[key] = mask(value)
+        else:
+            tree[key] = _mask_text(value)
+
+
+def _mask_text(value: Any) -> Any:
+    return mask_passwords(value) if isinstance(value, str) else value
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
@@ -254,12 +255,12 @@ def _apply_file(config: Config, data: dict[str, Any], source: str) -> None:
     for section, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: {section!r} must be a [section]")
-        if section == "backends":
-            for backend, settings in table.items():
+        if section in PLUGIN_SECTIONS:
+            for plugin, settings in table.items():
                 if not isinstance(settings, dict):
-                    raise ConfigError(f"{source}: backends.{backend} must be a [backends.{backend}] table")
+                    raise ConfigError(f"{source}: {section}.{plugin} must be a [{section}.{plugin}] table")
                 for key, value in settings.items():
-                    config.set(f"backends.{backend}.{key}", value, source)
+                    config.set(f"{section}.{plugin}.{key}", value, source)
             continue
         for key, value in table.items():
             dotted = f"{section}.{key}"
@@ -269,9 +270,10 @@ def _apply_file(config: Config, data: dict[str, Any], source: str) -> None:
 
 def _check_known(dotted: str, source: str) -> None:
     parts = dotted.split(".")
-    if parts[0] == "backends":
+    if parts[0] in PLUGIN_SECTIONS:
         if len(parts) != 3 or not all(parts):
-            raise ConfigError(f"{source}: backend settings are named backends.NAME.KEY, not {dotted!r}")
+            kind = "backend" if parts[0] == "backends" else "extension"
+            raise ConfigError(f"{source}: {kind} settings are named {parts[0]}.NAME.KEY, not {dotted!r}")
         return
     if len(parts) != 2 or parts[0] not in DEFAULTS:
         sections = ", ".join(DEFAULTS)

@@ -8,7 +8,8 @@ implement the hooks marked "all": they are called on every plugin and their resu
 Hooks are called with keyword arguments; an implementation may accept any subset of them.
 Threads: the *main* thread runs start-up, the poll loop and shutdown; the *deploy* threads (a
 bounded pool) claim and deploy runs; the *monitor* thread watches deployments and handles
-cancellation; the *heartbeat* thread runs every ``heartbeat_period`` seconds. A backend's hooks
+cancellation; the *heartbeat* thread runs every ``heartbeat_period`` seconds; the *run-events*
+thread tells plugins about state changes (``flow_run_state_changed``). A backend's hooks
 can therefore be called concurrently and must guard any state they share.
 """
 
@@ -21,8 +22,9 @@ import pluggy
 if TYPE_CHECKING:
     from marshmallow import Schema
 
-    from agent_core.engine.agent import Agent
+    from agent_core.context import AgentContext
     from agent_core.models import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment
+    from agent_core.states import State
 
 PROJECT_NAME = "agent"
 
@@ -46,6 +48,24 @@ def settings_schema() -> Schema | None:
     """
 
 
+@hookspec
+def plugin_settings_schema() -> tuple[str, Schema] | None:
+    """The name and marshmallow schema of an extension's settings (``[plugins.NAME]``).
+
+    Called on every plugin, on the main thread at start-up (and by ``agent doctor``), before
+    the API connection is made and before ``on_startup``. Settings come from ``[plugins.NAME]``
+    in the config file, ``AGENT__PLUGINS__NAME__KEY`` environment variables and
+    ``--set plugins.NAME.KEY=VALUE``, are loaded through the schema, and are then
+    ``agent.plugin_settings(NAME)``. An unknown or invalid setting is a start-up error naming
+    the extension and the key; settings for an extension without this hook are an error too.
+    A backend takes its settings through ``settings_schema`` instead.
+
+    :return: ``(name, schema)`` with ``name`` the extension's name (its entry-point name: the
+        ``NAME`` of ``[plugins.NAME]``) and a ``marshmallow.Schema`` instance, or ``None`` when
+        the plugin has no settings. Two plugins declaring one name are a start-up error.
+    """
+
+
 @hookspec(firstresult=True)
 def run_config_schema() -> Schema | None:
     """The marshmallow schema of the run-config type this backend accepts.
@@ -62,20 +82,21 @@ def run_config_schema() -> Schema | None:
 
 
 @hookspec
-def on_startup(agent: Agent) -> None:
+def on_startup(agent: AgentContext) -> None:
     """Prepare the plugin for work.
 
     Called on the main thread after the API connection is verified, the agent registered and
     its settings loaded, before the first poll.
 
-    :param agent: the running agent (``agent.settings``, ``agent.client``, ``agent.logger``...).
+    :param agent: the running agent (:class:`agent_core.AgentContext`: ``agent.settings``,
+        ``agent.plugin_settings(name)``, ``agent.client``, ``agent.logger``...).
     :raise Exception: aborts start-up; the message is shown to the operator and the agent exits
         non-zero. Raise :class:`agent_core.errors.StartupError` with the fix in the message.
     """
 
 
 @hookspec(firstresult=True)
-def list_deployments(agent: Agent) -> list[LiveDeployment] | None:
+def list_deployments(agent: AgentContext) -> list[LiveDeployment] | None:
     """The live workloads this backend started, found by the names or labels it gave them.
 
     Called once on the main thread at start-up, after ``on_startup``. For every workload whose
@@ -90,7 +111,7 @@ def list_deployments(agent: Agent) -> list[LiveDeployment] | None:
 
 
 @hookspec
-def preflight(agent: Agent) -> list[CheckResult] | None:
+def preflight(agent: AgentContext) -> list[CheckResult] | None:
     """Checks that the plugin can do its work: credentials, daemon reachable, image present.
 
     Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``.
@@ -106,7 +127,7 @@ def preflight(agent: Agent) -> list[CheckResult] | None:
 
 
 @hookspec(firstresult=True)
-def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment | str | None:
+def deploy_flow(flow_run: FlowRun, run_config: Any, agent: AgentContext) -> Deployment | str | None:
     """Start ``flow_run`` on the backend's platform. Required of every backend.
 
     Called on a deploy thread after the run is claimed (its state is Submitted) and on time.
@@ -127,7 +148,7 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: Agent) -> Deployment 
 
 
 @hookspec
-def flow_run_env(flow_run: FlowRun, agent: Agent) -> dict[str, str | None] | None:
+def flow_run_env(flow_run: FlowRun, agent: AgentContext) -> dict[str, str | None] | None:
     """Extra environment variables for the workload of ``flow_run`` (secrets from a vault...).
 
     Called on every plugin, on the deploy thread, when the backend asks for the workload's
@@ -148,7 +169,7 @@ def flow_run_env(flow_run: FlowRun, agent: Agent) -> dict[str, str | None] | Non
 
 
 @hookspec(firstresult=True)
-def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent) -> DeploymentStatus | None:
+def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: AgentContext) -> DeploymentStatus | None:
     """How the workload is doing.
 
     Called on the monitor thread every ``monitor_interval`` seconds for each run this agent
@@ -164,7 +185,7 @@ def check_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent) ->
 
 
 @hookspec(firstresult=True)
-def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Agent, tail: int) -> list[str] | None:
+def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: AgentContext, tail: int) -> list[str] | None:
     """The last ``tail`` lines of the workload's output.
 
     Called on the monitor thread when a deployment fails, so the lines can be attached to the
@@ -175,13 +196,17 @@ def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Agent, tai
 
 
 @hookspec(firstresult=True)
-def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent, grace_seconds: float) -> bool | None:
+def cancel_deployment(
+    flow_run: FlowRun, deployment: Deployment, agent: AgentContext, grace_seconds: float
+) -> bool | None:
     """Stop the workload of a run that was asked to cancel (state Cancelling).
 
     Called on a thread of its own (one per run, named ``cancel-<id>``), started by the monitor
     or heartbeat thread when the API lists a run this agent deployed as Cancelling. Stop
     politely (SIGTERM, ``docker stop``), and force it after ``grace_seconds``. May block up
-    to the grace period. The core marks the run Cancelled when this returns ``True``.
+    to the grace period. The core marks the run Cancelled when this returns ``True`` and calls
+    ``check_deployment`` for it no more: ship what the workload wrote while stopping
+    (``agent.write_output``) before returning.
 
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.
@@ -189,7 +214,7 @@ def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Agent, g
 
 
 @hookspec
-def heartbeat(agent: Agent) -> None:
+def heartbeat(agent: AgentContext) -> None:
     """Periodic work: check platform health, reap finished workloads, report metrics.
 
     Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin.
@@ -200,11 +225,50 @@ def heartbeat(agent: Agent) -> None:
     """
 
 
+# --- run events -----------------------------------------------------------------------------
+
+
+@hookspec
+def flow_run_state_changed(
+    flow_run: FlowRun,
+    old_state: State | None,
+    new_state: State,
+    message: str,
+    deployment: Deployment | None,
+    agent: AgentContext,
+) -> None:
+    """A run's state changed under this agent's hands: notifications, audit trails, metrics.
+
+    Called on every plugin (backends and extensions alike), on the agent's *run-events* thread,
+    in the order the changes happened (per run and overall), for every state the engine sets or
+    learns: the claim (Scheduled -> Submitted), a failed deploy (-> Failed), Running as the
+    monitor learns it, the final states (Success, Failed, Cancelled), a run handed back
+    (Submitted -> Scheduled), a run re-attached after a restart (``old_state == new_state``,
+    message ``"re-attached"``) and a run lost with the agent's lease. Changes made by others
+    (a user cancelling a Scheduled run, the API retrying a Failed run) are not reported.
+
+    The engine only queues the event: the call happens after the state was written, and never
+    holds up a deploy, the monitor or the poll loop. Events queued at shutdown are delivered
+    before ``on_shutdown``, within the shutdown budget.
+
+    :param flow_run: a copy of the run as the engine knew it after the change (its ``state``
+        is ``new_state``, its ``version`` the one the API answered).
+    :param old_state: the state before, or ``None`` when the engine did not know it.
+    :param new_state: the state after.
+    :param message: the state's message ("Exited with code 3", "Submitted by agent NAME"...).
+    :param deployment: what ``deploy_flow`` returned for the run, or ``None`` before a deploy.
+    :param agent: the agent.
+    :raise Exception: logged with the plugin's name; the other plugins are still called and the
+        run goes on. An implementation taking more than 5 s is logged as slow: it delays only
+        the later events, so hand long work to a thread of your own.
+    """
+
+
 # --- shutdown -------------------------------------------------------------------------------
 
 
 @hookspec
-def on_shutdown(agent: Agent) -> None:
+def on_shutdown(agent: AgentContext) -> None:
     """Release what the plugin holds (clients, threads, temporary files).
 
     Called on the main thread once the poll loop has stopped and in-flight deployments are

@@ -181,8 +181,8 @@ def test_config_show_masks_the_key(home, capsys, monkeypatch):
     code, out, _ = run_cli(capsys, "config", "show")
 
     assert code == 0
-    assert "supersecretvalue123" not in out
-    assert "agk_…" in out
+    assert "agk_" not in out  # nothing of the secret, not even its prefix
+    assert "key = '***'" in out
 
 
 def test_config_show_json_masks_the_key(home, capsys, monkeypatch):
@@ -190,7 +190,7 @@ def test_config_show_json_masks_the_key(home, capsys, monkeypatch):
 
     _, out, _ = run_cli(capsys, "config", "show", "--output", "json")
 
-    assert json.loads(out)["api"]["key"] == "agk_…"
+    assert json.loads(out)["api"]["key"] == "***"
 
 
 def test_config_show_names_the_environment_variable_a_value_came_from(home, capsys, monkeypatch):
@@ -246,6 +246,6 @@ def test_config_show_masks_secrets_inside_tables_and_urls(home, capsys, monkeypa
         assert "XXXXXXXXXXXX" not in out
         assert "UTC" in out
     values = json.loads(json_out)
-    assert values["agent"]["env"] == {"DB_PASSWORD": "hunt…", "TZ": "UTC"}
+    assert values["agent"]["env"] == {"DB_PASSWORD": "***", "TZ": "UTC"}
     assert values["server"]["db"] == "postgresql://agent:***@dbhost/agent"
     assert "database: postgresql://agent:***@dbhost/agent" in table_out

@@ -27,6 +27,10 @@ MODULES = {
             return "fake deployment"
 
         @hookimpl
+        def check_deployment(flow_run, deployment, agent):
+            return None
+
+        @hookimpl
         def heartbeat(agent):
             pass
     """,
@@ -138,7 +142,7 @@ def test_describe_installed_lists_distribution_version_and_hooks(fake_dist: Path
 
     fake, ext, bad = infos["fake"], infos["ext"], infos["bad"]
     assert (fake.kind, fake.distribution, fake.version, fake.status) == ("backend", "fakeplug", "0.1", "ok")
-    assert fake.hooks == ["deploy_flow", "heartbeat"]
+    assert fake.hooks == ["check_deployment", "deploy_flow", "heartbeat"]
     assert (ext.kind, ext.distribution, ext.hooks) == ("extension", "fakeplug", ["on_startup"])
     assert bad.status == "disabled"
     assert "fakebad_mod" not in sys.modules

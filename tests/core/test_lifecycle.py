@@ -54,6 +54,11 @@ class AllHooks:
         self.registered_at["run_config_schema"] = self._registered()
 
     @hookimpl
+    def plugin_settings_schema(self) -> None:
+        self._record("plugin_settings_schema")
+        self.registered_at["plugin_settings_schema"] = self._registered()
+
+    @hookimpl
     def on_startup(self, agent: Any) -> None:
         self._record("on_startup")
         self.registered_at["on_startup"] = self._registered() and bool(agent.id)
@@ -101,6 +106,10 @@ class AllHooks:
         self._record("heartbeat")
 
     @hookimpl
+    def flow_run_state_changed(self, flow_run: FlowRun, old_state: Any, new_state: Any, agent: Any) -> None:
+        self._record("flow_run_state_changed")
+
+    @hookimpl
     def on_shutdown(self, agent: Any) -> None:
         self._record("on_shutdown")
 
@@ -136,12 +145,26 @@ def lifecycle(make_agent, sqlite_api: APIClient) -> AllHooks:
 def test_every_hook_is_called_in_lifecycle_order(lifecycle: AllHooks) -> None:
     names = lifecycle.names()
 
-    assert names[:5] == ["settings_schema", "run_config_schema", "on_startup", "preflight", "list_deployments"]
-    # The API connection and registration happen between the schemas and on_startup.
-    assert lifecycle.registered_at == {"settings_schema": False, "run_config_schema": False, "on_startup": True}
-    assert first_occurrences(names) == [
+    assert names[:6] == [
         "settings_schema",
         "run_config_schema",
+        "plugin_settings_schema",
+        "on_startup",
+        "preflight",
+        "list_deployments",
+    ]
+    # The API connection and registration happen between the schemas and on_startup.
+    assert lifecycle.registered_at == {
+        "settings_schema": False,
+        "run_config_schema": False,
+        "plugin_settings_schema": False,
+        "on_startup": True,
+    }
+    # Run events are delivered on their own thread: their place among the others is not fixed.
+    assert first_occurrences([name for name in names if name != "flow_run_state_changed"]) == [
+        "settings_schema",
+        "run_config_schema",
+        "plugin_settings_schema",
         "on_startup",
         "preflight",
         "list_deployments",
@@ -155,7 +178,15 @@ def test_every_hook_is_called_in_lifecycle_order(lifecycle: AllHooks) -> None:
     ]
     assert sorted(set(names)) == HOOK_NAMES  # a new hook must be added to this test
     assert names[-1] == "on_shutdown"  # after the last heartbeat too
-    for once in ("settings_schema", "run_config_schema", "on_startup", "preflight", "list_deployments", "on_shutdown"):
+    for once in (
+        "settings_schema",
+        "run_config_schema",
+        "plugin_settings_schema",
+        "on_startup",
+        "preflight",
+        "list_deployments",
+        "on_shutdown",
+    ):
         assert names.count(once) == 1, once
     assert names.count("deploy_flow") == 2
     assert names.count("flow_run_env") == 2
@@ -171,6 +202,7 @@ def test_hooks_run_on_the_threads_their_specs_name(lifecycle: AllHooks) -> None:
     main = {"agent"}  # the thread that called Agent.start() (in production, the main thread)
     assert threads["settings_schema"] == main
     assert threads["run_config_schema"] == main
+    assert threads["plugin_settings_schema"] == main
     assert threads["on_startup"] == main
     assert threads["preflight"] == main
     assert threads["list_deployments"] == main
@@ -180,6 +212,7 @@ def test_hooks_run_on_the_threads_their_specs_name(lifecycle: AllHooks) -> None:
     assert threads["check_deployment"] == {"monitor"}
     assert threads["deployment_logs"] == {"monitor"}
     assert threads["heartbeat"] == {"heartbeat"}
+    assert threads["flow_run_state_changed"] == {"run"}  # the run-events thread
 
 
 def test_cancel_deployment_runs_on_a_thread_of_its_own(lifecycle: AllHooks) -> None:

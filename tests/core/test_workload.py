@@ -17,9 +17,8 @@ import pytest
 from agent_core import FlowRun, hookimpl
 from agent_core.client import APIClient
 from agent_core.engine.settings import AgentSettings
-from agent_core.errors import DeploymentError
+from agent_core.errors import BadRequest, DeploymentError
 from agent_core.models import Deployment
-from agent_core.states import State
 from agent_core.testing import workload_env
 from agent_core.workload import (
     agent_process_environment,
@@ -339,15 +338,11 @@ def test_workload_output_reaches_the_runs_logs_unless_the_agent_or_the_run_turns
     assert ("workload line" in messages) is shipped
 
 
-def test_an_invalid_ship_output_fails_the_run_naming_the_key(make_agent, sqlite_api: APIClient) -> None:
-    run = create_run(sqlite_api, run_config={"type": "x", "ship_output": "no"})
-    backend = output_backend()
-    make_agent([backend], start=True)
+def test_an_invalid_ship_output_is_refused_when_the_run_is_created(sqlite_api: APIClient) -> None:
+    with pytest.raises(BadRequest) as caught:
+        create_run(sqlite_api, run_config={"type": "x", "ship_output": "no"})
 
-    failed = wait_for_state(sqlite_api, run["id"], State.FAILED.value)
-
-    assert "ship_output must be true or false" in failed["state"]["message"]
-    assert backend.deployed == []
+    assert "ship_output must be true or false" in str(caught.value)
 
 
 def test_the_labels_variable_is_a_json_list_of_the_agents_labels(make_agent, sqlite_api: APIClient) -> None:

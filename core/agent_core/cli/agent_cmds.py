@@ -13,7 +13,21 @@ from agent_core.cli.output import Format, OutputOption, emit_json, say, table
 from agent_core.cli.parsing import key_values
 
 if TYPE_CHECKING:
+    import pluggy
+
+    from agent_core.engine.settings import AgentSettings
+    from agent_core.models import CheckResult
     from agent_core.serving import RunningServer
+
+SET_HELP = "backend setting K=V, or an extension's plugins.NAME.K=V (repeatable)"
+
+
+def setting_path(backend: str, setting: str) -> str:
+    """Where ``--set SETTING=...`` goes: ``plugins.NAME.KEY`` is an extension's, anything else the backend's."""
+    if setting.startswith("plugins."):
+        return setting
+    return f"backends.{backend}.{setting}"
+
 
 plugins_app = typer.Typer(help="Discovered backends and extensions.", no_args_is_help=True, **TYPER_OPTIONS)
 
@@ -23,7 +37,7 @@ def start(
     backend: Annotated[str, typer.Option("--backend", "-b", help="deployment backend (agent plugins list)")],
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="label (repeatable)")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V for every run (repeatable)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="backend setting K=V (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="agent name [default: hostname]")] = None,
     max_polls: Annotated[int | None, typer.Option("--max-polls", min=1, help="stop after this many polls")] = None,
     until_idle: Annotated[
@@ -70,7 +84,7 @@ def start(
     if show_flow_logs:
         settings_overrides["show_flow_logs"] = True  # type: ignore[assignment]
     for setting, value in settings_overrides.items():
-        config.set(f"backends.{backend}.{setting}", value, "flag")
+        config.set(setting_path(backend, setting), value, "flag")
     disabled = [*config.section("agent")["disable_plugins"], *(disable_plugin or [])]
     pm = get_plugin_manager(backend, disabled=disabled)
 
@@ -136,20 +150,20 @@ def plugins_list(ctx: typer.Context, output: OutputOption = Format.table) -> Non
 def doctor(
     ctx: typer.Context,
     backend: Annotated[str, typer.Option("--backend", "-b", help="backend to check")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="backend setting K=V (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     output: OutputOption = Format.table,
 ) -> None:
     """Check the API connection and the backend's preflight checks; exit 1 if any fails."""
     from agent_core.engine.agent import Agent
     from agent_core.engine.settings import AgentSettings
-    from agent_core.errors import AuthError, ConfigError, UnknownBackend
+    from agent_core.errors import AuthError, ConfigError, PluginError, UnknownBackend
     from agent_core.models import CheckResult
     from agent_core.plugins import get_plugin_manager
 
     cli = state(ctx)
     config = cli.config
     for setting, value in key_values(set_, "--set").items():
-        config.set(f"backends.{backend}.{setting}", value, "flag")
+        config.set(setting_path(backend, setting), value, "flag")
     results: list[CheckResult] = []
     try:
         hello = cli.client.hello()
@@ -178,7 +192,11 @@ def doctor(
         results.append(CheckResult("API reachable", False, str(exc), fix=fix))
     try:
         pm = get_plugin_manager(backend, disabled=config.section("agent")["disable_plugins"])
-        agent = Agent(AgentSettings.from_config(config, backend), cli.client, pm)
+        settings = AgentSettings.from_config(config, backend)
+        results.append(_extension_settings_check(pm, settings))
+        if not results[-1].ok:
+            settings.plugin_settings = {}  # reported above; the backend's own checks still run
+        agent = Agent(settings, cli.client, pm)
         agent.load_backend_contract()
         results.append(CheckResult(f"backend {backend}", True, "settings valid"))
         for result in agent.preflight():
@@ -187,6 +205,8 @@ def doctor(
             results.append(result)
     except UnknownBackend as exc:
         results.append(CheckResult(f"backend {backend}", False, str(exc), fix=f"pip install agent-plugin-{backend}"))
+    except PluginError as exc:
+        results.append(CheckResult("plugins", False, str(exc), fix="agent plugins list shows each plugin's problems"))
     except ConfigError as exc:
         results.append(
             CheckResult(
@@ -209,7 +229,28 @@ def doctor(
         raise typer.Exit(1)
 
 
+def _extension_settings_check(pm: "pluggy.PluginManager", settings: "AgentSettings") -> "CheckResult":
+    from agent_core.errors import ConfigError
+    from agent_core.models import CheckResult
+    from agent_core.plugin_settings import declared_schemas, load_plugin_settings
+
+    try:
+        load_plugin_settings(pm, settings.plugin_settings)
+    except ConfigError as exc:
+        return CheckResult(
+            "extension settings",
+            False,
+            str(exc),
+            fix="correct them in [plugins.NAME], AGENT__PLUGINS__NAME__KEY or --set plugins.NAME.KEY=VALUE",
+        )
+    names = ", ".join(sorted(declared_schemas(pm))) or "no extension takes settings"
+    return CheckResult("extension settings", True, f"valid ({names})")
+
+
 def register(app: typer.Typer) -> None:
+    from agent_core.cli import plugins_new
+
     app.command("start")(start)
     app.command("doctor")(doctor)
+    plugins_new.register(plugins_app)
     app.add_typer(plugins_app, name="plugins")

@@ -5,14 +5,19 @@ import typer
 from agent_core.cli.context import state
 from agent_core.cli.options import TYPER_OPTIONS
 from agent_core.cli.output import Format, OutputOption, emit_json, say
-from agent_core.config import is_secret, mask, mask_url
+from agent_core.config import PLUGIN_SECTIONS
+from agent_core.masking import mask_url
 
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, **TYPER_OPTIONS)
 
 
 @app.command("show")
 def show(ctx: typer.Context, output: OutputOption = Format.table) -> None:
-    """Print the effective configuration, secrets masked, with the source of each set value."""
+    """Print the effective configuration, secrets masked, with the source of each set value.
+
+    A secret shows as ``***`` (nothing of it: not its first characters, not its length), a URL
+    with its password masked; a secret that is not set shows as ``''``.
+    """
     config = state(ctx).config
     values = config.effective(masked=True)
     if output == Format.json:
@@ -22,13 +27,13 @@ def show(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     database = "(remote API)" if config.section("api")["url"] else mask_url(config.db_url)
     say((f"database: {database}", "dim"))
     for section, settings in values.items():
-        if section == "backends":
-            for backend, backend_settings in settings.items():
+        if section in PLUGIN_SECTIONS:
+            for plugin, plugin_settings in settings.items():
                 say()
-                say((f"[backends.{backend}]", "bold"))
-                for key, value in backend_settings.items():
-                    shown = mask(value) if is_secret(key) else value
-                    source = config.sources.get(f"backends.{backend}.{key}", "default")
+                say((f"[{section}.{plugin}]", "bold"))
+                # Masked already by effective(masked=True), at any depth.
+                for key, shown in plugin_settings.items():
+                    source = config.sources.get(f"{section}.{plugin}.{key}", "default")
                     say(f"{key} = {shown!r}  ", (f"# {source}", "dim"))
             continue
         say()

@@ -11,6 +11,7 @@ import typer
 if TYPE_CHECKING:
     from agent_core.client import APIClient
     from agent_core.config import Config
+    from agent_core.masking import SecretMasker
 
 
 @dataclass
@@ -19,6 +20,7 @@ class CLIState:
     overrides: dict[str, Any] = field(default_factory=dict)
     _config: Config | None = None
     _client: APIClient | None = None
+    _masker: SecretMasker | None = None
 
     @property
     def config(self) -> Config:
@@ -37,6 +39,16 @@ class CLIState:
 
             self._client = client_from_config(self.config)
         return self._client
+
+    @property
+    def masker(self) -> SecretMasker:
+        """Masks the configuration's secrets in every log line and error, including those set
+        after logging started (``agent start --key``): it reads them from the config each time."""
+        if self._masker is None:
+            from agent_core.masking import SecretMasker
+
+            self._masker = SecretMasker(sources=[lambda: self.config.secrets()])
+        return self._masker
 
     def _log_settings(self) -> tuple[int, str]:
         """The validated ``[agent] log_level`` and ``log_format``; a bad value names where it came from."""
@@ -57,14 +69,15 @@ class CLIState:
         assert self._config is not None
         level, fmt = self._log_settings()
         asked = self._config.sources.get("agent.log_level", "default") != "default"
-        configure_logging(level if asked else logging.WARNING, fmt, sys.stderr)
+        configure_logging(level if asked else logging.WARNING, fmt, sys.stderr, self.masker)
 
     def start_logging(self) -> None:
         """Long-running commands (agent start, server start, ui) log to stdout at the configured level."""
-        from agent_core.cli.logging_setup import configure_logging
+        from agent_core.cli.logging_setup import configure_logging, log_thread_exceptions
 
         level, fmt = self._log_settings()
-        configure_logging(level, fmt, sys.stdout)
+        configure_logging(level, fmt, sys.stdout, self.masker)
+        log_thread_exceptions()
 
 
 def state(ctx: typer.Context) -> CLIState:

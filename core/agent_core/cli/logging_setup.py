@@ -5,6 +5,11 @@ One place for it: ``agent start``, ``agent server start`` and ``agent ui`` call
 ``AGENT__AGENT__LOG_LEVEL`` > config file > default); the short commands log warnings only,
 to stderr, unless a level is asked for.
 
+Every handler made here masks secrets (``agent_core.masking``): URL passwords by their shape
+and the configuration's secret values wherever they appear, in messages and tracebacks alike;
+in the long-running commands an exception that ends a thread is logged through the same
+handler, masked, not printed raw.
+
 Standard library only, so that importing it costs nothing on the CLI's cheap paths.
 """
 
@@ -15,11 +20,13 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import IO, Any
 
 from agent_core.errors import ConfigError
+from agent_core.masking import MaskSecrets, SecretMasker
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("text", "json")
@@ -126,29 +133,58 @@ class JSONFormatter(logging.Formatter):
             entry["run_id"] = run_id
         if record.threadName and record.threadName != "MainThread":
             entry["thread"] = record.threadName
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        # exc_text first: MaskSecrets leaves the masked traceback there.
+        if record.exc_text:
             entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def make_handler(fmt: str, stream: IO[str], *, color: bool | None = None) -> logging.Handler:
+def make_handler(
+    fmt: str, stream: IO[str], *, color: bool | None = None, masker: SecretMasker | None = None
+) -> logging.Handler:
+    """A handler writing ``fmt`` to ``stream`` that masks secrets (URL passwords always, and
+    the values ``masker`` knows)."""
     handler = logging.StreamHandler(stream)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     else:
         handler.setFormatter(TextFormatter(color=use_color(stream) if color is None else color))
+    handler.addFilter(MaskSecrets(masker))
     return handler
 
 
-def configure_logging(level: str | int = "INFO", fmt: str = "text", stream: IO[str] | None = None) -> None:
-    """Replace the root logger's handlers with one of ``fmt`` at ``level`` on ``stream`` (stdout)."""
+def configure_logging(
+    level: str | int = "INFO",
+    fmt: str = "text",
+    stream: IO[str] | None = None,
+    masker: SecretMasker | None = None,
+) -> None:
+    """Replace the root logger's handlers with one of ``fmt`` at ``level`` on ``stream`` (stdout).
+
+    :param masker: the secrets to mask besides URL passwords (the CLI passes the configuration's).
+    """
     numeric = level if isinstance(level, int) else parse_level(level)
-    handler = make_handler(parse_format(fmt), stream or sys.stdout)
+    handler = make_handler(parse_format(fmt), stream or sys.stdout, masker=masker)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     for name in QUIET_LOGGERS:
         # Their warnings still show, even with -v: their debug lines drown the agent's.
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+
+def log_thread_exceptions() -> None:
+    """Route exceptions that end a thread to the log (masked like every line), for the
+    long-running commands; Python's default prints them raw on stderr."""
+    threading.excepthook = log_thread_exception
+
+
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends a thread, logged (so masked like every line) instead of printed raw."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("agent").error("Thread %s ended with an unexpected error", name, exc_info=exc_info)

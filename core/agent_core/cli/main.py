@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug somewhere below: still one line, secrets masked
+        import logging
+
+        # The traceback (masked by the log handler) is there with -v; the line says so.
+        logging.getLogger("agent").debug("unexpected error", exc_info=True)
+        print_error(f"unexpected {type(exc).__name__}: {exc} (a bug: run with -v for the traceback)")
+        return 1
     # Without standalone mode click hands back typer.Exit's code as the return value.
     return result if isinstance(result, int) else 0
 

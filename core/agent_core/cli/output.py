@@ -73,8 +73,11 @@ def say(*pieces: Piece) -> None:
 
 
 def print_error(message: str) -> None:
-    """One line on stderr; the message is printed as is (brackets in it are not markup)."""
-    err_console().print(text(("Error: ", "red"), message))
+    """One line on stderr; the message is printed as is (brackets in it are not markup), but
+    with the password of any URL in it masked."""
+    from agent_core.masking import mask_passwords
+
+    err_console().print(text(("Error: ", "red"), mask_passwords(message)))
 
 
 def print_note(message: str) -> None:

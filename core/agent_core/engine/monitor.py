@@ -40,11 +40,14 @@ class Monitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self.thread: threading.Thread | None = None  # set once started, for liveness
         self._warned_no_check = False
 
     # --- bookkeeping ----------------------------------------------------------------------
 
     def track(self, run: FlowRun, deployment: Deployment) -> None:
+        if run.deployment is None:
+            run.deployment = deployment.to_dict()  # so run events carry it
         with self._lock:
             self._tracked[run.id] = Tracked(run, deployment)
 
@@ -63,6 +66,7 @@ class Monitor:
 
     def start(self) -> None:
         self._thread.start()
+        self.thread = self._thread
 
     def stop(self) -> None:
         self._stop.set()
@@ -213,7 +217,9 @@ class Monitor:
             return
         except APIUnavailable:
             return
+        old = item.run.state
         item.run = FlowRun.from_api(data)
+        self.agent.events.emit(item.run, old, item.run.state, "Running", item.deployment)
 
     def _refresh(self, item: Tracked) -> None:
         try:

@@ -26,6 +26,11 @@ class AgentSettings:
     heartbeat_period: float = 30.0
     monitor_interval: float = 1.0
     prefetch_seconds: float = 10.0
+    # Against a server with long_poll: how long one poll waits there for a run (capped by the
+    # server's max_wait_seconds); 0 polls with the 0.25 -> 10 s backoff. Not used with
+    # --max-polls or --until-idle, whose polls answer at once.
+    long_poll_seconds: float = 30.0
+    readiness_interval: float = 30.0
     max_workers: int = 0
     drain_timeout: float = 30.0
     cancel_grace_seconds: float = 10.0
@@ -34,6 +39,8 @@ class AgentSettings:
     log_level: str = "INFO"
     log_format: str = "text"
     backend_settings: dict[str, Any] = field(default_factory=dict)
+    # [plugins.NAME] tables, raw: each extension's schema loads its own (agent_core.plugin_settings).
+    plugin_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The workload contract (docs/workload.md): output shipping, and the key workloads get.
     ship_output: bool = True
     workload_api_key: str = ""
@@ -58,6 +65,7 @@ class AgentSettings:
             **section,
             "backend": backend,
             "backend_settings": config.backend_settings(backend),
+            "plugin_settings": config.plugin_settings(),
             "api_url": config.section("api")["url"],
             "api_key": config.section("api")["key"],
         }

@@ -5,7 +5,6 @@ Every route is added in :func:`_add_routes`, the one place to look for what the 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections import defaultdict
@@ -15,6 +14,7 @@ import falcon
 import sqlalchemy as sa
 
 from agent_core.errors import APIError, AuthError
+from agent_core.masking import same_secret
 from agent_core.server.endpoints import ENDPOINTS
 from agent_core.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent_core.server.observe import RequestObserver
@@ -60,7 +60,7 @@ class _MetricsResource:
         token = self.service.settings.metrics_token
         header = req.get_header("Authorization") or ""
         scheme, _, sent = header.partition(" ")
-        if token and scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode()):
+        if token and scheme.lower() == "bearer" and same_secret(sent.strip(), token):
             return
         if not header and not self.auth.required:
             return
@@ -150,4 +150,4 @@ def _add_routes(app: falcon.App, service: APIService, auth: Authenticator, max_b
     app.add_route("/api/openapi.json", _OpenAPIResource(openapi_document(ENDPOINTS, auth_required=auth.required)))
     app.add_route("/metrics", _MetricsResource(service, auth))
     # The dashboard: `/` and `/ui/...`, same keys as the API (server/ui/).
-    register_ui(app, service.store, auth)
+    register_ui(app, service.store, auth, lease_seconds=service.settings.agent_lease_seconds)

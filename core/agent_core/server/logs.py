@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from agent_core.server.storage.db import mask_passwords
+from agent_core.masking import MaskSecrets
 
 
-class MaskPasswords(logging.Filter):
+class MaskPasswords(MaskSecrets):
     """Rewrites each record so that ``scheme://user:PASSWORD@host`` shows ``***`` for the password.
 
     On the handler, so it covers every logger (ours, SQLAlchemy's, waitress's) and the
-    tracebacks of logged exceptions.
+    tracebacks of logged exceptions. (The CLI's handlers also mask the configuration's secret
+    values: ``agent_core.masking``.)
     """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_passwords(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask_passwords(record.exc_text)
-        return True
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -36,5 +26,5 @@ def configure_logging(level: int = logging.INFO) -> None:
         root.addHandler(handler)
         root.setLevel(level)
     for handler in root.handlers:
-        if not any(isinstance(f, MaskPasswords) for f in handler.filters):
+        if not any(isinstance(f, MaskSecrets) for f in handler.filters):
             handler.addFilter(MaskPasswords())

@@ -7,7 +7,7 @@ from typing import Any
 
 from agent_core import Deployment, FlowRun
 from agent_core.errors import DeploymentError
-from agent_plugin_ecs import runtask, taskdef, templates
+from agent_plugin_ecs import images, runtask, taskdef, templates
 from agent_plugin_ecs.names import (
     BACKEND,
     TAG_AGENT,
@@ -96,6 +96,10 @@ def deploy(st: EcsState, agent: Any, flow_run: FlowRun, rc: EcsRunConfig) -> Dep
     kwargs = runtask.resolve(settings, st.run_task_template(), rc)
     placement = runtask.placement_of(kwargs)
     definition = definition_for(st, agent, flow_run, rc, placement, bool(runtask.subnets_of(kwargs)))
+    # The operator's allow-list, before anything is registered or started (container overrides
+    # cannot change an image, so the definition's images are all the task runs).
+    where = f"task definition {rc.task_definition_arn}" if rc.task_definition_arn else "the run's task definition"
+    images.check_definition(definition.params, list(settings.allowed_registries), where)
 
     def log(message: str) -> None:
         agent.write_run_log(flow_run, message)
@@ -115,9 +119,9 @@ def deploy(st: EcsState, agent: Any, flow_run: FlowRun, rc: EcsRunConfig) -> Dep
     flow = runtask.flow_override(kwargs, settings.container_name)
     if flow_run.command:
         flow["command"] = ["/bin/sh", "-c", flow_run.command]
-    env = dict(agent.flow_run_env(flow_run, dict(rc.env)))
-    env.setdefault("PYTHONUNBUFFERED", "1")  # so output reaches the logs as it is printed
-    runtask.set_environment(flow, env)
+    # Core's workload contract (defaults such as PYTHONUNBUFFERED included): placed as given, so
+    # that a null in any layer, which core has already applied, stays applied.
+    runtask.set_environment(flow, agent.flow_run_env(flow_run, dict(rc.env)))
     ours = {
         TAG_BACKEND: BACKEND,
         TAG_RUN: flow_run.id,

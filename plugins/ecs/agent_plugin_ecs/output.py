@@ -1,5 +1,8 @@
 """Shipping a task's CloudWatch log stream to its run's logs, and the tail attached on failure.
 
+Lines go out through ``agent.write_output``, which keeps them out of the API when output is
+off for the run (``ship_output``); then neither shipping nor the failure tail reads the stream.
+
 The stream is the one the awslogs driver writes: ``<prefix>/<container>/<task id>`` in the
 definition's log group. Shipping pages with ``nextForwardToken`` from where the last round
 stopped (kept in the task's record, so a restarted agent goes on from there) and stops when
@@ -18,18 +21,13 @@ from typing import Any
 import botocore.exceptions
 
 from agent_core import FlowRun
+from agent_core.workload import ships_output
 from agent_plugin_ecs.aws import NO_CREDENTIALS, THROTTLING, UNREACHABLE, AwsClients, error_code, explain
 from agent_plugin_ecs.runstate import TaskRecord
 
 PAGE_LIMIT = 10_000  # events per call, CloudWatch's maximum
 PAGES_WHILE_RUNNING = 5
 PAGES_AT_END = 50
-
-
-def _writer(agent: Any) -> Callable[..., None]:
-    # Workload output goes through write_output (CONTRACTS.md 5), which honours the agent's and
-    # the run config's ship_output; cores from before that contract only have write_run_log.
-    return getattr(agent, "write_output", None) or agent.write_run_log
 
 
 def stream_of(deployment_data: dict[str, Any]) -> tuple[str, str] | None:
@@ -49,7 +47,13 @@ def ship(
     page_limit: int = PAGE_LIMIT,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Send the events not shipped yet to the run's logs; the number sent."""
+    """Send the events not shipped yet to the run's logs; the number sent.
+
+    Through ``agent.write_output`` (the workload contract: it honours ``ship_output``); with
+    output off for the run, CloudWatch is not even asked.
+    """
+    if not ships_output(agent, flow_run):
+        return 0
     target = stream_of(deployment_data)
     if target is None:
         if "no-logs" not in record.warned:
@@ -66,7 +70,6 @@ def ship(
         return 0
     record.shipped_at = now
     group, stream = target
-    write = _writer(agent)
     sent = 0
     for _ in range(PAGES_AT_END if final else PAGES_WHILE_RUNNING):
         try:
@@ -81,7 +84,7 @@ def ship(
         except (*UNREACHABLE, *NO_CREDENTIALS):
             break  # AWS unreachable: the next round tries again
         for event in events:
-            write(flow_run, str(event.get("message", "")).rstrip("\n"))
+            agent.write_output(flow_run, str(event.get("message", "")).rstrip("\n"))
         record.cursor.advance(events)
         sent += len(events)
         # A short page is the end of the stream for now; AWS also hands back the token it got.

@@ -2,7 +2,8 @@
 
 Cheap and never raising: each check is one small call at most, and its result is kept for a
 while (longer when it passed, and for what rarely changes: the network, the credentials),
-so readiness does not call AWS every round. Each failure names the setting to fix.
+so readiness does not call AWS every round. Each failure says what was seen (``detail``) and
+how to fix it (``fix``: the setting, or the AWS command), which ``agent doctor`` prints.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 import botocore.exceptions
 
 from agent_core import CheckResult
-from agent_plugin_ecs.aws import explain
+from agent_plugin_ecs.aws import NO_CREDENTIALS, UNREACHABLE, explain
+from agent_plugin_ecs.network import NoDefaultVpc
 from agent_plugin_ecs.runtask import placement_of, resolve, subnets_of
 from agent_plugin_ecs.schemas import EcsRunConfig
 from agent_plugin_ecs.state import EcsState
@@ -27,6 +29,37 @@ KEEP = {
     "CloudWatch log group": (300.0, 10.0),
 }
 
+REACH_FIX = (
+    "check the network to AWS and the region (--set region=NAME); for a stand-in such as moto, --set endpoint_url=URL"
+)
+CREDENTIALS_FIX = (
+    "give the agent AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile "
+    "(--set profile=NAME), or an instance or task role"
+)
+SUBNETS_FIX = "--set subnets=subnet-a,subnet-b (existing subnets of the cluster's VPC)"
+EXECUTION_ROLE_FIX = (
+    "--set execution_role_arn=arn:aws:iam::ACCOUNT:role/ecsTaskExecutionRole "
+    "(a role with the AmazonECSTaskExecutionRolePolicy)"
+)
+# How to fix a check that raised, by check name (AWS answered with an error).
+ERROR_FIXES = {
+    "AWS credentials": CREDENTIALS_FIX,
+    "ECS cluster": "check the cluster setting and the ecs:DescribeClusters permission",
+    "network": SUBNETS_FIX,
+    "execution role": EXECUTION_ROLE_FIX,
+    "CloudWatch log group": "check the log_group setting and the logs:DescribeLogGroups permission",
+}
+
+
+def fix_for(name: str, exc: BaseException) -> str:
+    """How to fix the check ``name`` that failed with ``exc`` (or with what ``exc`` wraps)."""
+    for found in (exc, exc.__cause__, exc.__context__):
+        if isinstance(found, UNREACHABLE):
+            return REACH_FIX
+        if isinstance(found, NO_CREDENTIALS):
+            return CREDENTIALS_FIX
+    return ERROR_FIXES.get(name, "see the ecs backend's settings (docs/backends/ecs.md)")
+
 
 def _kept(st: EcsState, name: str, check: Callable[[], CheckResult]) -> CheckResult:
     now = st.clock()
@@ -38,8 +71,10 @@ def _kept(st: EcsState, name: str, check: Callable[[], CheckResult]) -> CheckRes
             return result
     try:
         result = check()
+    except NoDefaultVpc as exc:
+        result = CheckResult(name, False, str(exc), fix=SUBNETS_FIX)
     except Exception as exc:
-        result = CheckResult(name, False, explain(exc))
+        result = CheckResult(name, False, explain(exc), fix=fix_for(name, exc))
     st.checks[name] = (now, result)
     return result
 
@@ -71,13 +106,23 @@ def _cluster(st: EcsState) -> CheckResult:
     where = f"in region {st.clients.region}" if st.clients.region else ""
     if not clusters:
         reasons = ", ".join(f.get("reason", "?") for f in answer.get("failures") or []) or "MISSING"
-        fix = "create it or fix the cluster setting" if st.settings.cluster else "create it or set the cluster setting"
-        return CheckResult("ECS cluster", False, f"cluster {name!r} {where}: {reasons}: {fix}")
+        setting = "fix the cluster setting" if st.settings.cluster else "set the cluster setting"
+        return CheckResult(
+            "ECS cluster",
+            False,
+            f"cluster {name!r} {where}: {reasons}",
+            fix=f"create it (aws ecs create-cluster --cluster-name {name}), or {setting}: --set cluster=NAME",
+        )
     cluster = clusters[0]
     status = cluster.get("status", "?")
     detail = f"{cluster.get('clusterName', name)} {status} ({cluster.get('runningTasksCount', 0)} running tasks)"
     if status != "ACTIVE":
-        return CheckResult("ECS cluster", False, f"{detail}: only an ACTIVE cluster runs tasks (the cluster setting)")
+        return CheckResult(
+            "ECS cluster",
+            False,
+            f"{detail}: only an ACTIVE cluster runs tasks",
+            fix="--set cluster=NAME of an ACTIVE cluster",
+        )
     return CheckResult("ECS cluster", True, detail)
 
 
@@ -93,7 +138,14 @@ def _templates(st: EcsState) -> list[CheckResult]:
         try:
             load()
         except Exception as exc:
-            out.append(CheckResult(setting, False, str(exc)))
+            out.append(
+                CheckResult(
+                    setting,
+                    False,
+                    str(exc),
+                    fix=f"fix the file, or point the {setting} setting elsewhere: --set {setting}=PATH",
+                )
+            )
         else:
             out.append(CheckResult(setting, True, f"{location}: valid"))
     return out
@@ -119,15 +171,18 @@ def _network(st: EcsState) -> CheckResult:
         found = st.clients.ec2.describe_subnets(SubnetIds=subnets)["Subnets"]
         missing += sorted(set(subnets) - {s["SubnetId"] for s in found})
     except botocore.exceptions.ClientError as exc:
-        return CheckResult("network", False, f"subnets {', '.join(subnets)}: {explain(exc)} (the subnets setting)")
+        return CheckResult("network", False, f"subnets {', '.join(subnets)}: {explain(exc)}", fix=SUBNETS_FIX)
     if missing:
-        return CheckResult("network", False, f"subnet(s) {', '.join(missing)} do not exist (the subnets setting)")
+        return CheckResult("network", False, f"subnet(s) {', '.join(missing)} do not exist", fix=SUBNETS_FIX)
     if groups:
         try:
             st.clients.ec2.describe_security_groups(GroupIds=groups)
         except botocore.exceptions.ClientError as exc:
             return CheckResult(
-                "network", False, f"security groups {', '.join(groups)}: {explain(exc)} (the security_groups setting)"
+                "network",
+                False,
+                f"security groups {', '.join(groups)}: {explain(exc)}",
+                fix="--set security_groups=sg-a,sg-b (existing groups of the subnets' VPC)",
             )
     return CheckResult(
         "network", True, f"subnets {', '.join(subnets)}; security groups {', '.join(groups) or 'default'}"
@@ -152,7 +207,7 @@ def _execution_role(st: EcsState) -> CheckResult:
     why = needs_execution_role({"containerDefinitions": containers}, placement.fargate)
     if why and not role:
         return CheckResult(
-            "execution role", False, f"the agent's task definition needs one ({why}): set execution_role_arn"
+            "execution role", False, f"the agent's task definition needs one ({why})", fix=EXECUTION_ROLE_FIX
         )
     if role:
         return CheckResult("execution role", True, role)
@@ -167,6 +222,6 @@ def _log_group(st: EcsState) -> CheckResult:
     return CheckResult(
         "CloudWatch log group",
         False,
-        f"{group!r} does not exist: create it (aws logs create-log-group --log-group-name {group}) "
-        "or change the log_group setting",
+        f"{group!r} does not exist",
+        fix=f"create it (aws logs create-log-group --log-group-name {group}), or change the log_group setting",
     )

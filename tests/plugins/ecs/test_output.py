@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent_core import Deployment
+from agent_core import Deployment, FlowRun
 from agent_core.testing.harness import wait_for_final, wait_for_state, wait_until
 from agent_plugin_ecs.state import state_of
 from tests.plugins.ecs.helpers import create_run, log_messages
@@ -37,7 +37,9 @@ def test_the_tail_of_the_stream_is_what_deployment_logs_gives(client, start_agen
     final = wait_for_final(client, run["id"], 30)
     deployment = Deployment.from_dict(final["deployment"])
     assert deployment.data["log_group"] == log_group
-    lines = agent.agent.pm.hook.deployment_logs(flow_run=run["id"], deployment=deployment, agent=agent.agent, tail=2)
+    lines = agent.agent.pm.hook.deployment_logs(
+        flow_run=FlowRun.from_api(final), deployment=deployment, agent=agent.agent, tail=2
+    )
     assert lines == ["tail-4", "tail-5"]
 
 
@@ -48,7 +50,9 @@ def test_a_task_whose_stream_never_appeared_says_so(client, start_agent, runtime
     data: dict[str, Any] = {**final["deployment"]["data"], "log_stream": "agent/flow/never-started"}
     deployment = Deployment("ecs", final["deployment"]["platform_id"], data=data)
     assert (
-        agent.agent.pm.hook.deployment_logs(flow_run=run["id"], deployment=deployment, agent=agent.agent, tail=5)
+        agent.agent.pm.hook.deployment_logs(
+            flow_run=FlowRun.from_api(final), deployment=deployment, agent=agent.agent, tail=5
+        )
         is None
     )
     time.sleep(0.1)

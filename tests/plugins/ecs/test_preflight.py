@@ -46,20 +46,21 @@ def test_results_are_kept_so_readiness_rounds_are_cheap(server, backend_settings
 
 
 @pytest.mark.parametrize(
-    ("change", "name", "text"),
+    ("change", "name", "seen", "fix"),
     [
-        ({"cluster": "no-such-cluster"}, "ECS cluster", "cluster 'no-such-cluster'"),
-        ({"cluster": "no-such-cluster"}, "ECS cluster", "fix the cluster setting"),
-        ({"subnets": "subnet-00000000deadbeef0"}, "network", "subnet-00000000deadbeef0"),
-        ({"subnets": "subnet-00000000deadbeef0"}, "network", "the subnets setting"),
-        ({"execution_role_arn": None}, "execution role", "set execution_role_arn"),
-        ({"log_group": "/agent-test/absent"}, "CloudWatch log group", "or change the log_group setting"),
+        ({"cluster": "no-such-cluster"}, "ECS cluster", "cluster 'no-such-cluster'", "--set cluster=NAME"),
+        ({"cluster": "no-such-cluster"}, "ECS cluster", "MISSING", "aws ecs create-cluster --cluster-name no-such"),
+        ({"subnets": "subnet-00000000deadbeef0"}, "network", "subnet-00000000deadbeef0", "--set subnets="),
+        ({"execution_role_arn": None}, "execution role", "needs one", "--set execution_role_arn=arn:aws:iam::"),
+        ({"log_group": "/agent-test/absent"}, "CloudWatch log group", "'/agent-test/absent' does not exist",
+         "aws logs create-log-group --log-group-name /agent-test/absent"),
     ],
-)
-def test_a_failure_names_the_setting_to_fix(server, backend_settings, change, name, text) -> None:
+)  # fmt: skip
+def test_a_failure_says_what_was_seen_and_how_to_fix_it(server, backend_settings, change, name, seen, fix) -> None:
     found = results(loaded(server, {**backend_settings, **change}))
     assert not found[name].ok
-    assert text in found[name].detail
+    assert seen in found[name].detail
+    assert fix in found[name].fix
 
 
 def test_a_missing_security_group_is_named(server, backend_settings) -> None:
@@ -68,7 +69,8 @@ def test_a_missing_security_group_is_named(server, backend_settings) -> None:
     subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
     found = results(loaded(server, {**backend_settings, "subnets": subnet, "security_groups": "sg-0000000000dead0"}))
     assert not found["network"].ok
-    assert "the security_groups setting" in found["network"].detail
+    assert "sg-0000000000dead0" in found["network"].detail
+    assert "--set security_groups=" in found["network"].fix
 
 
 def test_an_invalid_template_names_the_file_and_the_setting(server, backend_settings, tmp_path: Path) -> None:
@@ -78,6 +80,7 @@ def test_an_invalid_template_names_the_file_and_the_setting(server, backend_sett
     check = found["task_definition_template"]
     assert not check.ok
     assert str(bad) in check.detail and "containerDefinitions[0].memory" in check.detail
+    assert "--set task_definition_template=PATH" in check.fix
     missing = results(loaded(server, {**backend_settings, "run_task_template": str(tmp_path / "absent.json")}))
     assert missing["run_task_template"].detail == f"run_task_template: {tmp_path / 'absent.json'} does not exist"
 
@@ -98,3 +101,4 @@ def test_unreachable_aws_fails_the_checks_without_raising(server, backend_settin
     found = results(agent)
     assert not found["AWS credentials"].ok and not found["ECS cluster"].ok
     assert "Could not connect to the endpoint URL" in found["AWS credentials"].detail
+    assert "--set endpoint_url=URL" in found["AWS credentials"].fix and found["ECS cluster"].fix

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from agent_core.errors import ConfigError
+from agent_core.masking import mask_passwords
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # A pooled PostgreSQL connection idle longer than this is pinged before it is used again (the
@@ -27,14 +27,6 @@ def normalize_url(url: str) -> str:
     if "://" not in url:
         return f"sqlite:///{Path(url).expanduser()}"
     return url
-
-
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)")
-
-
-def mask_passwords(text: str) -> str:
-    """``text`` with the password of every URL in it (``scheme://user:PASSWORD@host``) replaced by ``***``."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
 def describe_url(url: sa.engine.URL | str) -> str:

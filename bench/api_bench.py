@@ -11,12 +11,13 @@ For each database, against a real waitress server on loopback (``APIServer``):
 Bounded: at most ``--runs`` runs and ``--polls`` polls, and no phase runs longer than
 ``--seconds``. PostgreSQL is ``AGENT_BENCH_POSTGRES_URL`` or a throw-away local cluster.
 
-    python -m bench.api_bench [--runs 300] [--polls 300] [--seconds 10] [--only sqlite|postgres]
+    python -m bench.api_bench [--runs 300] [--polls 300] [--seconds 10] [--only sqlite|postgres] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--polls", type=int, default=300, help="queue polls to time")
     parser.add_argument("--seconds", type=float, default=10.0, help="time bound of each phase")
     parser.add_argument("--only", choices=["sqlite", "postgres"], help="bench one database")
+    parser.add_argument("--json", default="bench/results/api_bench.json", help="where to write the figures")
     args = parser.parse_args(argv)
 
     results: list[Result] = []
@@ -202,7 +204,32 @@ def main(argv: list[str] | None = None) -> int:
         except PostgresUnavailable as exc:
             notes.append(f"postgres skipped: {exc}")
     print_table(results, args, notes)
+    write_json(Path(args.json), results, notes)
     return 1 if any(r.errors or r.double_claims for r in results) else 0
+
+
+def write_json(path: Path, results: list[Result], notes: list[str]) -> None:
+    def rate(count: int, seconds: float) -> float | None:
+        return count / seconds if seconds > 0 else None
+
+    figures = [
+        asdict(r)
+        | {
+            "runs_created_per_second": rate(r.created, r.create_seconds),
+            "queue_polls_per_second": rate(r.polls, r.poll_seconds),
+            "claims_per_second": rate(r.claims, r.claim_seconds),
+        }
+        for r in results
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {"bench": "api", "python": platform.python_version(), "cpus": os.cpu_count(), "notes": notes}
+            | {"claimers": CLAIMERS, "results": figures},
+            indent=2,
+        )
+    )
+    print(f"\nfigures written to {path}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ trip to the same server):
 - wake latency: an idle agent long-polls (``wait_seconds`` 30, ``claim``); a run is created;
   created → answered, p50/p99. On one server (SQLite and PostgreSQL), and across two servers
   on one PostgreSQL (waiting on B, created through A).
-- ordinary requests beside idle agents: p50/p99 of ``GET /api/flow-runs?limit=5`` with no long
+- ordinary requests beside idle agents: p50/p99 of ``GET /api/flow-runs/{id}`` with no long
   poll waiting, then with 50 idle agents long-polling the same server (each for labels no run
   has). Target: the same figures, since waiting requests have threads of their own.
 
@@ -223,12 +223,12 @@ def bench_wake(wait_url: str, create_url: str, samples: int, key: str, figures: 
     agent.close()
 
 
-def ordinary_latencies(client: APIClient, samples: int) -> list[float]:
-    client.list_flow_runs(limit=5)
+def ordinary_latencies(client: APIClient, run_id: str, samples: int) -> list[float]:
+    client.get_flow_run(run_id)
     times = []
     for _ in range(samples):
         started = time.perf_counter()
-        client.list_flow_runs(limit=5)
+        client.get_flow_run(run_id)
         times.append((time.perf_counter() - started) * 1000)
     return times
 
@@ -236,9 +236,10 @@ def ordinary_latencies(client: APIClient, samples: int) -> list[float]:
 def bench_idle_waiters(url: str, samples: int, figures: Figures) -> None:
     """An ordinary request's latency without long polls waiting, then with ``IDLE_AGENTS`` of them."""
     client = APIClient(url, retries=0)
-    quiet = ordinary_latencies(client, samples)
     admin = APIClient(url, retries=0)
     flow = admin.register_flow("idle-waiters", "true")
+    run_id = admin.create_flow_run(flow_id=flow["id"], labels=["ordinary"])["id"]
+    quiet = ordinary_latencies(client, run_id, samples)
     waiters = [APIClient(url, retries=0) for _ in range(IDLE_AGENTS)]
 
     def wait(n: int) -> None:
@@ -254,7 +255,7 @@ def bench_idle_waiters(url: str, samples: int, figures: Figures) -> None:
     while metric(url, "agent_api_long_polls_waiting") < IDLE_AGENTS and time.monotonic() < deadline:
         time.sleep(0.05)
     waiting = metric(url, "agent_api_long_polls_waiting")
-    busy = ordinary_latencies(client, samples)
+    busy = ordinary_latencies(client, run_id, samples)
     if metric(url, "agent_api_long_polls_waiting") < IDLE_AGENTS or waiting < IDLE_AGENTS:
         figures.errors.append(f"only {waiting:.0f} of {IDLE_AGENTS} idle agents were waiting")
     # One run per label ends each wait at once (the answer is that run, unclaimed).
@@ -329,7 +330,7 @@ def report(results: list[Figures], notes: list[str], args: argparse.Namespace) -
                 )
         if "ordinary_ms_p50" in v:
             print(
-                f"  ordinary request (GET /api/flow-runs?limit=5): p50 {v['ordinary_ms_p50']:.1f} ms, "
+                f"  ordinary request (GET /api/flow-runs/{{id}}): p50 {v['ordinary_ms_p50']:.1f} ms, "
                 f"p99 {v['ordinary_ms_p99']:.1f} ms; with {IDLE_AGENTS} idle agents long-polling: "
                 f"p50 {v['ordinary_with_waiters_ms_p50']:.1f} ms, p99 {v['ordinary_with_waiters_ms_p99']:.1f} ms"
             )

@@ -21,6 +21,14 @@ from waitress.task import ErrorTask
 
 from agent_core.errors import StartupError
 
+# waitress stops accepting at 100 open connections by default, idle keep-alive ones included:
+# a few dozen agents, each keeping a pooled connection or two besides its long poll, reach that,
+# and then every new client waits until one closes. Open connections are cheap sockets; the
+# bound that matters is the process's file-descriptor limit (less a reserve for the database
+# pool, logs and workloads).
+MAX_CONNECTIONS = 1000
+_FD_RESERVE = 100
+
 # waitress refuses bodies over this itself (with a JSON 413, see below), before the app reads
 # them; the API app's own limit is lower (2 MiB) and names itself.
 MAX_REQUEST_BODY = 4 * 1024 * 1024
@@ -97,6 +105,19 @@ class JSONErrorChannel(HTTPChannel):
     error_task_class = JSONErrorTask
 
 
+def connection_limit() -> int:
+    """How many connections a server keeps open at most: ``MAX_CONNECTIONS``, or fewer when the
+    file-descriptor limit is low (never under waitress's own default of 100)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no limit to read
+        return MAX_CONNECTIONS
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(100, min(MAX_CONNECTIONS, soft - _FD_RESERVE))
+
+
 def create_wsgi_server(app: Any, host: str, port: int, *, threads: int = 8) -> Any:
     try:
         server = create_server(
@@ -104,6 +125,7 @@ def create_wsgi_server(app: Any, host: str, port: int, *, threads: int = 8) -> A
             host=host,
             port=port,
             threads=threads,
+            connection_limit=connection_limit(),
             ident="agent",
             clear_untrusted_proxy_headers=True,
             max_request_body_size=MAX_REQUEST_BODY,

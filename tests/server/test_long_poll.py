@@ -5,6 +5,7 @@ Bounds on "woken promptly" are seconds, not milliseconds: they hold on a loaded 
 still tell a wake-up from a wait that ran out (``bench/queue_bench.py`` measures the latency).
 """
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -281,6 +282,33 @@ def test_50_waiting_agents_leave_ordinary_requests_answering_promptly(sqlite_url
         assert max(latencies) < 5.0, sorted(latencies)[-5:]
         server.stop()
         assert all(f.result(timeout=30)[0] == [] for f in futures)
+
+
+def open_idle_connections(url, count):
+    """``count`` keep-alive connections that each made one request and now sit idle, as pooled
+    connections of agents between their polls do."""
+    host, port = url.removeprefix("http://").split(":")
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(b"GET /api/hello HTTP/1.1\r\nHost: agent\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sockets.append(sock)
+    return sockets
+
+
+def test_a_new_client_is_answered_beside_more_idle_connections_than_waitress_allows_by_default(sqlite_url):
+    with APIServer(sqlite_url) as server:
+        idle = open_idle_connections(server.url, 130)  # waitress's default limit is 100
+        try:
+            started = time.monotonic()
+            response = requests.get(f"{server.url}/api/hello", timeout=2 * PROMPT)
+
+            assert response.status_code == 200
+            assert time.monotonic() - started < PROMPT
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 def test_a_long_poll_past_the_slots_is_answered_at_once(sqlite_url):

@@ -7,12 +7,16 @@ connection events on the server's engine (a page limit, ``query_only``), or, on 
 by the database's own settings.
 """
 
+import time
+
 import pytest
 import requests
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from agent_core.errors import APIUnavailable, StorageUnavailable
+from agent_core.server.storage import Store, make_engine, upgrade
+from agent_core.server.storage.db import PING_IDLE_SECONDS
 from agent_core.testing.servers import APIServer
 
 
@@ -111,3 +115,43 @@ def test_a_postgres_server_that_went_away_is_a_503_and_the_password_stays_hidden
         assert_storage_unavailable(response, "127.0.0.1:1")
         assert "hunter2-secret" not in response.text
         assert "***" in response.json()["detail"]
+
+
+def terminate_other_backends(engine):
+    """Close every other connection to the engine's database, as a database restart would."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        conn.commit()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_database_closed_while_idle_is_replaced_before_use(postgres_url):
+    upgrade(make_engine(postgres_url))
+    store = Store(make_engine(postgres_url, ping_idle_seconds=0.2))
+    store.ensure_tenant()
+    store.register_flow("default", {"name": "f", "command": "echo f"})
+    killer = make_engine(postgres_url)
+    try:
+        terminate_other_backends(killer)
+        time.sleep(0.5)  # idle past the ping threshold
+
+        assert store.get_flow("default", "f")["name"] == "f"
+    finally:
+        killer.dispose()
+        store.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_server_whose_database_connections_were_closed_answers_after_they_idled(postgres_url):
+    with APIServer(postgres_url) as server:
+        client = server.client()
+        client.register_flow("f", "echo f")
+        terminate_other_backends(make_engine(postgres_url))
+        time.sleep(PING_IDLE_SECONDS + 0.5)
+
+        response = requests.get(f"{server.url}/api/flows/f", timeout=30)
+
+        assert response.status_code == 200, response.text

@@ -7,6 +7,7 @@ same declarations, so the document cannot drift from what the server accepts.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -148,11 +149,24 @@ def check_text(value: Any, where: str, depth: int = 0) -> None:
             check_text(item, f"{where}[{index}]", depth + 1)
 
 
+# Building a schema instance costs more than loading a small body with it, so each thread
+# keeps one per schema class (kept per thread: a Schema instance makes no promise to be shared).
+_schemas = threading.local()
+
+
+def _schema(schema: type[Schema]) -> Schema:
+    instances: dict[type[Schema], Schema] = _schemas.__dict__.setdefault("instances", {})
+    instance = instances.get(schema)
+    if instance is None:
+        instance = instances[schema] = schema()
+    return instance
+
+
 def load(schema: type[Schema], data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("Invalid request", {where: "must be a JSON object"})
     try:
-        return schema().load(data)
+        return _schema(schema).load(data)
     except ValidationError as exc:
         raise BadRequest("Invalid request", exc.messages) from None
 

@@ -15,6 +15,9 @@ from agent_core.errors import ConfigError
 from agent_core.masking import mask_passwords
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used again (the
+# database may have restarted or closed it meanwhile); one in steady use is not.
+PING_IDLE_SECONDS = 2.0
 
 
 def normalize_url(url: str) -> str:
@@ -33,8 +36,9 @@ def describe_url(url: sa.engine.URL | str) -> str:
     return mask_passwords(url)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write locks."""
+def make_engine(url: str, *, ping_idle_seconds: float = PING_IDLE_SECONDS) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write locks;
+    PostgreSQL pings a pooled connection idle for over ``ping_idle_seconds`` before using it."""
     url = normalize_url(url)
     try:
         parsed = sa.engine.make_url(url)
@@ -50,13 +54,40 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
         try:
-            return sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            engine = sa.create_engine(parsed, pool_size=10, max_overflow=20)
         except ModuleNotFoundError:
             raise ConfigError("PostgreSQL support needs psycopg: pip install 'agent-core[postgres]'") from None
+        _ping_when_idle(engine, ping_idle_seconds)
+        return engine
     raise ConfigError(
         f"unsupported database {parsed.get_backend_name()!r} in {describe_url(parsed)}: "
         "use sqlite:///PATH or postgresql://..."
     )
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, but only for connections idle over ``idle_seconds``.
+
+    The pre-ping costs a round trip per checkout, as many as the hot path's whole claim; a
+    connection checked in moments ago was alive then. A connection the database dropped
+    within that moment fails its request once (a 503 the client backs off on), and SQLAlchemy
+    then replaces every pooled connection.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["agent_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("agent_idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # just connected, or in steady use
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool drops this connection and checks out another (a new one if need be).
+            raise sa.exc.DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def _sqlite_engine(url: sa.engine.URL) -> Engine:

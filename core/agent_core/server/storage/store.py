@@ -148,6 +148,13 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        if self.is_postgres:
+            # Under READ COMMITTED each statement reads its own snapshot, in a transaction or
+            # not, so a read gains nothing from one but the round trips of BEGIN and COMMIT.
+            with self._autocommit() as conn:
+                yield conn
+            return
+        # On SQLite the transaction makes the reads of one call see one snapshot.
         with self.engine.connect() as conn, conn.begin():
             yield conn
 

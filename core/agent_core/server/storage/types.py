@@ -25,4 +25,15 @@ class UTCDateTime(sa.types.TypeDecorator[pendulum.DateTime]):
     def process_result_value(self, value: Any, dialect: Any) -> pendulum.DateTime | None:
         if value is None:
             return None
-        return pendulum.instance(value.replace(tzinfo=UTC))
+        # The constructor, not pendulum.instance(): ten times cheaper, and every run read
+        # (a claim answers ten) converts five of these.
+        return pendulum.DateTime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=pendulum.UTC,
+        )

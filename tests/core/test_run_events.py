@@ -297,3 +297,19 @@ def test_stop_gives_up_at_its_deadline_on_a_stuck_listener(sqlite_api: APIClient
         assert time.monotonic() - started < 5
     finally:
         release.set()
+
+
+def test_a_failed_attempt_with_a_retry_left_is_told_as_failed_not_as_the_apis_scheduled(make_agent, sqlite_api) -> None:
+    seen: list[tuple[str | None, str, int]] = []
+    backend = MonitoredBackend()
+    agent = make_agent([backend], start=True)
+    agent.events.subscribe(
+        lambda e: seen.append((e.old_state and e.old_state.value, e.new_state.value, e.flow_run.attempt))
+    )
+    run = create_run(sqlite_api, max_retries=1)
+    wait_for_state(sqlite_api, run["id"], "Running")
+    backend.statuses[run["id"]] = DeploymentStatus.exited(3)
+
+    wait_until(lambda: ("Running", "Failed", 1) in seen)
+
+    assert ("Running", "Scheduled", 1) not in seen

@@ -6,23 +6,31 @@ page shows (each is asserted to appear on it, so page and test cannot drift apar
 Setting up the fresh environment (measured, not guessed): the dev environment is itself a
 venv, and a venv made by its python with ``--system-site-packages`` sees the *base*
 interpreter's site-packages, not the dev venv's, so agent-core would be missing. Instead the
-fresh venv gets a ``.pth`` file running ``site.addsitedir(<where agent-core is installed>)``:
-agent-core, its dependencies and the workspace's editable installs (their own ``.pth`` files)
-become importable and count as installed for pip, while everything ``pip install -e`` adds
-goes into the fresh venv only. That venv has no ``agent`` script of its own, so ``agent ...``
-runs as ``python -m agent_core.cli.main ...``. ``pip install -e`` builds with hatchling in an
-isolated build environment, as it would for a reader, so it needs the package index.
+fresh venv gets a ``.pth`` file running ``site.addsitedir(<the dev site-packages>)``: the
+dependencies (and the workspace's editable plugins, through their own ``.pth`` files) become
+importable and count as installed for pip. agent-core itself is then installed as the page
+says for authors outside the repository: a wheel built from ``core/`` (``python -m build``,
+here without build isolation, so offline), installed into the fresh venv, where it comes
+before the dev copy on ``sys.path`` and brings its ``agent`` script. Everything
+``pip install -e`` adds goes into the fresh venv only; it builds with hatchling in an isolated
+build environment, as it would for a reader, so it needs the package index.
+
+The run events the tutorial's extension records are compared with the runs' state histories
+event for event (success, failure and retry, cancel, restart).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "writing-a-plugin.md"
 BLOCK = re.compile(r'^```[\w-]* title="(?P<path>[^"]+)"\n(?P<body>.*?)^```\s*$', re.M | re.S)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def doc_files(text: str) -> dict[str, str]:
@@ -75,6 +83,22 @@ class Tutorial:
         dev_sites = {str(metadata.distribution("agent-core").locate_file("")), sysconfig.get_paths()["purelib"]}
         lines = [f"import site; site.addsitedir({site!r})" for site in sorted(dev_sites)]
         Path(purelib, "_agent_dev_environment.pth").write_text("\n".join(lines) + "\n")
+        self.purelib = Path(purelib)
+
+    def install_core_wheel(self, dist: Path) -> Path:
+        """``python -m build`` in ``core/`` (offline: no build isolation), then the wheel into the venv."""
+        assert "(cd path/to/agent/core && python -m build)" in self.page
+        assert "pip install 'path/to/agent/core/dist/agent_core-0.1.0-py3-none-any.whl[testing]'" in self.page
+        subprocess.run(
+            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT / "core")],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        (wheel,) = dist.glob("agent_core-*.whl")
+        # --no-deps: the dependencies (pytest for [testing] too) are the dev environment's.
+        self.run([self.python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], timeout=240)
+        return wheel
 
     def shell(self, command: str, *, timeout: float = 120) -> str:
         """Run a command exactly as the page shows it (``NAME=VALUE`` prefixes included).
@@ -87,11 +111,46 @@ class Tutorial:
         while "=" in words[0]:
             name, _, value = words.pop(0).partition("=")
             env[name] = value
+        return self.run(self.argv(words), env=env, timeout=timeout)
+
+    def argv(self, words: list[str]) -> list[str]:
+        """``agent`` is the venv's own script (from the wheel); ``pip`` and ``pytest`` its modules."""
         if words[0] == "agent":
-            words = [self.python, "-m", "agent_core.cli.main", *words[1:]]
-        elif words[0] == "pip":
-            words = [self.python, "-m", "pip", *words[1:]]
-        return self.run(words, env=env, timeout=timeout)
+            return [str(self.venv / "bin" / "agent"), *words[1:]]
+        if words[0] in ("pip", "pytest"):
+            return [self.python, "-m", words[0], *words[1:]]
+        return words
+
+    def background(self, command: str) -> subprocess.Popen[str]:
+        """A command the page says to run in another terminal (stopped with Ctrl-C: SIGINT)."""
+        assert command in self.page, f"the tutorial does not show the command {command!r}"
+        return subprocess.Popen(
+            self.argv(shlex.split(command)),
+            cwd=self.work,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def shown(self, command: str, *args: str) -> str:
+        """A command the page shows with a placeholder (``agent runs cancel ID``), run with ``args``."""
+        assert command in self.page, f"the tutorial does not show the command {command!r}"
+        words = shlex.split(command)
+        return self.run(self.argv([w for w in words if not w.isupper()] + list(args)))
+
+    def run_json(self, run_id: str) -> dict[str, Any]:
+        text = self.run([*self.argv(["agent"]), "runs", "show", run_id, "--output", "json"], stdout_only=True)
+        return json.loads(text)
+
+    def wait_for(self, run_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run_json(run_id)
+            if run["state"]["type"] in states:
+                return run
+            assert time.monotonic() < deadline, f"run {run_id} not in {states} after {timeout}s: {run['state']}"
+            time.sleep(0.3)
 
     def run(
         self, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 120, stdout_only: bool = False
@@ -111,7 +170,7 @@ class Tutorial:
 
     def agent_json(self, *args: str) -> list[Any]:
         """``agent ARGS --output json``: one JSON document, or (``runs logs``) one per entry."""
-        text = self.run([self.python, "-m", "agent_core.cli.main", *args, "--output", "json"], stdout_only=True)
+        text = self.run([*self.argv(["agent"]), *args, "--output", "json"], stdout_only=True)
         decoder, docs, at = json.JSONDecoder(), [], 0
         while text[at:].strip():
             doc, end = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
@@ -131,6 +190,7 @@ def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> N
         "hello_flow.py",
         "agent-plugin-echo/pyproject.toml",
         "agent-plugin-echo/agent_plugin_echo/__init__.py",
+        "agent-plugin-echo/tests/test_conformance.py",
         "agent-plugin-pulse/pyproject.toml",
         "agent-plugin-pulse/agent_plugin_pulse/__init__.py",
     }
@@ -140,6 +200,10 @@ def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> N
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
     t.make_venv()
+    t.install_core_wheel(tmp_path / "dist")
+    where = t.run([t.python, "-c", "import agent_core; print(agent_core.__file__)"], stdout_only=True)
+    assert where.startswith(str(t.venv)), f"agent-core is not the wheel's: {where}"
+    assert t.shell("agent --version").strip() == "agent 0.1.0"
 
     # Part 1: the backend.
     t.shell("pip install -e ./agent-plugin-echo", timeout=240)
@@ -147,9 +211,13 @@ def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> N
     with pytest.raises(metadata.PackageNotFoundError):
         metadata.distribution("agent-plugin-echo")  # the dev environment is left alone
     listing = t.shell("agent plugins list")
-    assert re.search(r"^echo +backend +agent-plugin-echo +0\.1\.0 +ok +check_deployment, deploy_flow", listing, re.M)
+    assert re.search(
+        r"^echo +backend +agent-plugin-echo +0\.1\.0 +ok +check_deployment, deploy_flow, deployment_logs *$",
+        listing,
+        re.M,
+    )
     plugins = {p["name"]: p for p in t.agent_json("plugins", "list")}
-    assert plugins["echo"]["hooks"] == ["check_deployment", "deploy_flow"]
+    assert plugins["echo"]["hooks"] == ["check_deployment", "deploy_flow", "deployment_logs"]
     assert plugins["local"]["status"] == "ok"  # the workspace's own backend is still found
 
     t.shell('agent flows register hello --command "python3 hello_flow.py"')
@@ -165,11 +233,20 @@ def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> N
     assert any(line.startswith("Submitted for execution: echo process ") for line in logs)
     assert (t.work / "hello.marker").read_text() == run["id"]
 
+    # Part 1's test: the conformance kit, with the capabilities the page declares.
+    report = t.shell("pytest agent-plugin-echo", timeout=600)
+    assert re.search(r"\b\d+ passed, 3 skipped\b", report), report
+    assert "failed" not in report and "error" not in report.lower().replace("deploy_error", ""), report
+    assert "'reattach' not claimed by backend 'echo': echo keeps its processes" in report
+
     # Part 2: the extension, loaded next to the backend.
     t.shell("pip install -e ./agent-plugin-pulse", timeout=240)
     listing = t.shell("agent plugins list")
     assert re.search(
-        r"^pulse +extension +agent-plugin-pulse +0\.1\.0 +ok +heartbeat, on_shutdown, on_startup", listing, re.M
+        r"^pulse +extension +agent-plugin-pulse +0\.1\.0 +ok +flow_run_state_changed, heartbeat, on_shutdown, "
+        r"on_startup, plugin_settings_schema *$",
+        listing,
+        re.M,
     )
 
     t.shell("agent runs create hello --param who=again")
@@ -183,6 +260,59 @@ def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> N
     runs = t.agent_json("runs", "list")
     assert [r["state"]["type"] for r in runs] == ["Success", "Success"]
     assert pulse["agent_id"] == runs[0]["agent_id"] == runs[1]["agent_id"]  # one agent id per name
+    watched = [runs[0]["id"]]  # the run made with pulse loaded (newest first)
+
+    # Run events: a failure and its retry, a cancel, a restart.
+    t.shell("agent flows register failing --command \"python3 -c 'raise SystemExit(3)'\"")
+    failing = json.loads(
+        t.run([*t.argv(["agent"]), "runs", "create", "failing", "--retries", "1", "-o", "json"], stdout_only=True)
+    )
+    assert "agent runs create failing --retries 1" in page
+    t.shell("agent start --backend echo --until-idle")
+    assert t.run_json(failing["id"])["attempt"] == 2
+    watched.append(failing["id"])
+
+    t.shell('agent flows register slow --command "sleep 20"')
+    cancelled = json.loads(t.run([*t.argv(["agent"]), "runs", "create", "slow", "-o", "json"], stdout_only=True))
+    agent = t.background("agent start --backend echo")
+    leftovers = []
+    try:
+        running = t.wait_for(cancelled["id"], {"Running"})
+        leftovers.append(int(running["deployment"]["platform_id"]))
+        t.shown("agent runs cancel ID", cancelled["id"])
+        t.wait_for(cancelled["id"], {"Cancelled"})
+        restarted = json.loads(t.run([*t.argv(["agent"]), "runs", "create", "slow", "-o", "json"], stdout_only=True))
+        running = t.wait_for(restarted["id"], {"Running"})
+        leftovers.append(int(running["deployment"]["platform_id"]))
+    finally:
+        agent.send_signal(signal.SIGINT)  # Ctrl-C: the workload is left running
+        agent.communicate(timeout=60)
+    try:
+        t.shell("agent start --backend echo --until-idle")
+    finally:
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    watched += [cancelled["id"], restarted["id"]]
+
+    events = [json.loads(line) for line in (t.work / "agent-events.jsonl").read_text().splitlines()]
+    assert {e["run"] for e in events} == set(watched)
+    outcomes = {}
+    for run_id in watched:
+        history = [entry["type"] for entry in t.run_json(run_id)["states"]]
+        outcomes[run_id] = history[-1]
+        # Every change the agent made, in order: the history less what the API or a user set.
+        expected = [(old, new) for old, new in itertools.pairwise(history) if new not in ("Scheduled", "Cancelling")]
+        mine = [e for e in events if e["run"] == run_id]
+        assert [(e["old"], e["new"]) for e in mine if e["message"] != "re-attached"] == expected, (run_id, history)
+        reattached = [(e["old"], e["new"]) for e in mine if e["message"] == "re-attached"]
+        assert reattached == ([("Running", "Running")] if run_id == restarted["id"] else [])
+    assert [outcomes[r] for r in watched] == ["Success", "Failed", "Cancelled", "Failed"]
+    failed_events = [e for e in events if e["run"] == failing["id"] and e["new"] == "Failed"]
+    assert [e["attempt"] for e in failed_events] == [1, 2]
+    assert [e["message"] for e in events if e["run"] == restarted["id"]][-1].startswith("The workload disappeared")
 
     # Turning the extension off: listed as disabled, and its hooks do not run.
     listing = t.shell("AGENT_DISABLE_PLUGINS=pulse agent plugins list")
@@ -198,4 +328,5 @@ def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> N
     out = t.shell("AGENT_DEBUG_HOOKS=1 agent start --backend echo --until-idle -v")
     assert re.search(r"agent\.hooks: +finish deploy_flow --> echo process \d+ \[hook\]", out)
     assert "finish check_deployment --> DeploymentStatus(kind='exited', exit_code=0" in out
-    assert [r["state"]["type"] for r in t.agent_json("runs", "list")] == ["Success"] * 4
+    hello = [r["state"]["type"] for r in t.agent_json("runs", "list") if r["flow"]["name"] == "hello"]
+    assert hello == ["Success"] * 4

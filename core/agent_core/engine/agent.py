@@ -739,8 +739,11 @@ class Agent:
                 return False
             updated = FlowRun.from_api(data)
             old = run.state
-            run.version, run.state = updated.version, updated.state
-            self.events.emit(run, old, updated.state, message)
+            # The event is the state this agent set: a failed run with retries left comes back
+            # Scheduled already (the API's retry, not reported), and its Failed must still be told.
+            run.version, run.state = updated.version, state
+            self.events.emit(run, old, state, message)
+            run.state = updated.state
             return True
         return False
 

@@ -69,6 +69,7 @@ def test_the_metrics_count_the_claims_deploys_and_final_states_of_the_runs(
     agent = local_agent()
 
     states = run_all(agent, sqlite_api, "true", "sleep 0.5", "sh -c 'exit 3'")
+    settled(agent, "agent_flow_runs_final_total", 2, state="Success")
     scrape = settled(agent, "agent_flow_runs_final_total", 1, state="Failed")
 
     assert sorted(states) == ["Failed", "Success", "Success"]

@@ -9,6 +9,7 @@ gateway errors for idempotent calls; every error answer turned into a typed erro
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -71,6 +72,9 @@ class APIClient:
         if session is None:
             self.set_pool_size(pool_size)
         self._hello: dict[str, Any] | None = None
+        # Set by an owner that stops (the agent): a retry pause ends at once and the call fails
+        # instead of sleeping through a SIGTERM.
+        self.stop_event: threading.Event | None = None
         self.session.headers["User-Agent"] = f"agent/{__version__}"
         if key:
             self.session.headers["Authorization"] = f"Bearer {key}"
@@ -134,19 +138,34 @@ class APIClient:
                 response = self.session.request(method, url, json=json, params=params, timeout=timeout or self.timeout)
             except requests.RequestException as exc:
                 retryable = idempotent or _never_connected(exc)
-                if retryable and attempt <= self.retries:
-                    self._pause(attempt, f"{method} {path}: {exc.__class__.__name__}")
+                if (
+                    retryable
+                    and attempt <= self.retries
+                    and self._pause(attempt, f"{method} {path}: {exc.__class__.__name__}")
+                ):
                     continue
                 raise APIUnavailable(f"cannot reach the API at {self.url}", _short(exc)) from None
-            if response.status_code in RETRY_STATUSES and idempotent and attempt <= self.retries:
-                self._pause(attempt, f"{method} {path}: HTTP {response.status_code}")
+            if (
+                response.status_code in RETRY_STATUSES
+                and idempotent
+                and attempt <= self.retries
+                and self._pause(attempt, f"{method} {path}: HTTP {response.status_code}")
+            ):
                 continue
             return self._decode(response, f"{method} {path}", expect)
 
-    def _pause(self, attempt: int, why: str) -> None:
+    def _pause(self, attempt: int, why: str) -> bool:
+        """Wait before retry ``attempt``; False (no retry) once ``stop_event`` is set."""
         delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
+        stop = self.stop_event
+        if stop is not None:
+            if stop.is_set() or stop.wait(delay):
+                log.debug("not retrying %s: stopping", why)
+                return False
+            return True
         log.debug("retrying %s in %.2fs", why, delay)
         self._sleep(delay)
+        return True
 
     def _decode(self, response: requests.Response, call: str, expect: tuple[str, ...]) -> Any:
         try:

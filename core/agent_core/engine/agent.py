@@ -129,6 +129,7 @@ class Agent:
         # One connection per thread that may call at once: deploy workers, the poll loop and its
         # long poll, monitor, heartbeat, run logs, cancels; fewer makes calls open their own.
         client.set_pool_size(self.pool.workers + 8)
+        client.stop_event = self._stopping  # a retry pause must not sleep through a stop
         self.monitor = Monitor(self)
         self.run_logs = RunLogShipper(client, settings.name)
         self.state_writer = StateWriter(self)

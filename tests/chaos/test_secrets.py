@@ -284,6 +284,10 @@ def logged(request: pytest.FixtureRequest) -> Callable[[str], StringIO]:
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_logged_traceback_is_masked_like_the_message(logged, fmt):
     buffer = logged(fmt)
+    caught: list[logging.LogRecord] = []
+    later = logging.Handler()
+    later.emit = caught.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(later)
 
     try:
         raise RuntimeError(f"cannot connect to postgresql://u:{PASSWORD}@h/db with {ENV_SECRET}")
@@ -292,5 +296,6 @@ def test_a_logged_traceback_is_masked_like_the_message(logged, fmt):
 
     text = buffer.getvalue()
     assert "RuntimeError" in text
+    assert caught and caught[-1].exc_info is not None  # other handlers still get the exception
     assert "u:***@h/db" in text
     assert leaks(text, PASSWORD, ENV_SECRET) == []

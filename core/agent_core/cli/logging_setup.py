@@ -133,9 +133,10 @@ class JSONFormatter(logging.Formatter):
             entry["run_id"] = run_id
         if record.threadName and record.threadName != "MainThread":
             entry["thread"] = record.threadName
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            # The text first: the handler's filter has masked it (logging.Formatter does the same).
             entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 

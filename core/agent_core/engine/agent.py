@@ -26,7 +26,9 @@ from agent_core.engine.clock import Clock, SystemClock
 from agent_core.engine.events import RunEvents
 from agent_core.engine.health import start_health_server
 from agent_core.engine.hooks import call_each
+from agent_core.engine.metrics import AgentMetrics
 from agent_core.engine.monitor import Monitor
+from agent_core.engine.outcomes import OutcomeLog
 from agent_core.engine.pool import DeployPool
 from agent_core.engine.runlogs import RunLogShipper
 from agent_core.engine.settings import AgentSettings
@@ -118,6 +120,9 @@ class Agent:
         self.events = RunEvents(pm, self, clock=self.clock)
         self._heartbeat_thread: threading.Thread | None = None
         self._health_server: RunningServer | None = None
+        # Run-event listeners (owned by the observability part): /metrics and the outcome lines.
+        self.metrics = AgentMetrics(self)
+        self.outcomes = OutcomeLog(self)
 
     # --- the public surface for plugins ---------------------------------------------------
 
@@ -263,7 +268,10 @@ class Agent:
                 # Before connecting: a bad address is reported at once, and health answers
                 # (503, "api") while the agent waits for an absent API.
                 self._health_server = start_health_server(self, self.settings.agent_address)
-                self.logger.info("Health API on %s (/api/health, /api/poke)", self._health_server.url)
+                self.logger.info(
+                    "Health API on %s (/api/health/live, /api/health/ready, /metrics, /api/poke)",
+                    self._health_server.url,
+                )
             self.connect()
             if self.stopping:
                 return

@@ -7,7 +7,7 @@ from typing import Any
 
 from agent_core import Deployment, FlowRun
 from agent_core.errors import DeploymentError
-from agent_plugin_ecs import runtask, taskdef, templates
+from agent_plugin_ecs import images, runtask, taskdef, templates
 from agent_plugin_ecs.names import (
     BACKEND,
     TAG_AGENT,
@@ -96,6 +96,10 @@ def deploy(st: EcsState, agent: Any, flow_run: FlowRun, rc: EcsRunConfig) -> Dep
     kwargs = runtask.resolve(settings, st.run_task_template(), rc)
     placement = runtask.placement_of(kwargs)
     definition = definition_for(st, agent, flow_run, rc, placement, bool(runtask.subnets_of(kwargs)))
+    # The operator's allow-list, before anything is registered or started (container overrides
+    # cannot change an image, so the definition's images are all the task runs).
+    where = f"task definition {rc.task_definition_arn}" if rc.task_definition_arn else "the run's task definition"
+    images.check_definition(definition.params, list(settings.allowed_registries), where)
 
     def log(message: str) -> None:
         agent.write_run_log(flow_run, message)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import botocore.exceptions
 
 from agent_core import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment, hookimpl
 from agent_core.errors import AgentError, DeploymentError, StartupError
+from agent_core.serving import is_loopback
 from agent_core.states import State
-from agent_core.workload import ships_output
+from agent_core.workload import API_URL, ships_output
 from agent_plugin_ecs import output, tasks
 from agent_plugin_ecs import preflight as checks
 from agent_plugin_ecs.aws import NO_CREDENTIALS, UNREACHABLE, AwsUnavailable, explain
@@ -70,6 +72,7 @@ def on_startup(agent: Any) -> None:
         raise StartupError(str(exc)) from None
     except AwsUnavailable as exc:
         raise StartupError(str(exc)) from None
+    _warn_unreachable_api(agent)
     placement = placement_of(kwargs)
     if placement.fargate and not subnets_of(kwargs):
         try:
@@ -81,6 +84,19 @@ def on_startup(agent: Any) -> None:
             agent.logger.warning("cannot infer the Fargate network yet: %s", exc)
         else:
             agent.logger.info("Fargate tasks use the %s", network.describe())
+
+
+def _warn_unreachable_api(agent: Any) -> None:
+    """Say at start-up that tasks cannot reach an API on the agent's loopback, unless the
+    agent's env points workloads elsewhere (a run config may still do so per run)."""
+    if API_URL in (agent.env or {}) or not is_loopback(urlsplit(agent.api_url).hostname or ""):
+        return
+    agent.logger.warning(
+        "the API is on this host's loopback (%s), which ECS tasks cannot reach: serve it where tasks can "
+        "(agent server start --host 0.0.0.0 --auth ...) and point workloads at it with "
+        "--env AGENT_API_URL=URL (workloads that never call the API need nothing)",
+        agent.api_url,
+    )
 
 
 @hookimpl

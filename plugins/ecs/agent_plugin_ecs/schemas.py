@@ -15,6 +15,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from agent_core.errors import DeploymentError
+from agent_plugin_ecs.images import allowed, normalize_registry
 from agent_plugin_ecs.shapes import shape_problems
 
 LAUNCH_TYPES = ("FARGATE", "FARGATE_SPOT", "EC2", "EXTERNAL")
@@ -159,6 +161,7 @@ class EcsSettings:
     log_group: str | None = None
     log_stream_prefix: str = "agent"
     tags: dict[str, str] = field(default_factory=dict)
+    allowed_registries: list[str] = field(default_factory=list)
     register_rate: float = 1.0
     register_burst: int = 5
     start_timeout: float = 120.0
@@ -168,6 +171,13 @@ class EcsSettings:
     def get(self, name: str, default: Any = None) -> Any:
         """Mapping-style access, for code that treats every backend's settings alike."""
         return getattr(self, name, default)
+
+
+def _validate_registries(entries: list[str]) -> None:
+    for entry in entries:
+        host = normalize_registry(entry).partition("/")[0]
+        if not host or any(c.isspace() for c in entry.strip()):
+            raise ValidationError(f"{entry!r} is not a registry: write host[:port] or host[:port]/path")
 
 
 def _optional_string(description: str) -> fields.String:
@@ -202,6 +212,11 @@ class EcsSettingsSchema(Schema):
     log_group = _optional_string("CloudWatch log group for the flow container (awslogs)")
     log_stream_prefix = fields.String(load_default="agent", validate=validate.Length(min=1))
     tags = StringDict(load_default=dict, metadata={"description": "added to every task and task definition"})
+    allowed_registries = StringList(
+        load_default=list,
+        validate=_validate_registries,
+        metadata={"description": "registries (host[:port][/path]) task images may come from; empty: any"},
+    )
     register_rate = fields.Float(load_default=1.0, validate=validate.Range(min=0, min_inclusive=False))
     register_burst = fields.Integer(load_default=5, validate=validate.Range(min=1))
     start_timeout = fields.Float(load_default=120.0, validate=validate.Range(min=0))
@@ -240,6 +255,17 @@ class EcsSettingsSchema(Schema):
     def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("security_groups") and not data.get("subnets") and data.get("launch_type") == "EC2":
             raise ValidationError("security_groups need subnets on EC2 (awsvpc network mode)", "security_groups")
+        registries, image = data.get("allowed_registries") or [], data.get("image")
+        if registries and image:
+            try:
+                ok = allowed(image, registries)
+            except DeploymentError as exc:
+                raise ValidationError(str(exc), "image") from None
+            if not ok:
+                raise ValidationError(
+                    f"the default image {image!r} is not from one of the allowed_registries ({', '.join(registries)})",
+                    "image",
+                )
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> EcsSettings:

@@ -115,6 +115,15 @@ def test_a_universal_run_config_converts_to_ecs() -> None:
     assert loaded == EcsRunConfig(env={"A": "1"}, labels=["x"])
 
 
+def test_a_null_in_the_env_loads_so_that_it_removes_the_variable() -> None:
+    assert resolve({"type": "ecs", "env": {"HTTP_PROXY": None, "A": ""}}).env == {"HTTP_PROXY": None, "A": ""}
+    assert resolve({"type": "universal", "env": {"HTTP_PROXY": None}}).env == {"HTTP_PROXY": None}
+
+
+def test_the_core_keys_are_accepted_and_left_to_core() -> None:
+    assert resolve({"type": "ecs", "ship_output": False, "timeout_seconds": 60}) == EcsRunConfig()
+
+
 def test_a_run_config_carries_every_field_of_the_issue() -> None:
     loaded = resolve(
         {

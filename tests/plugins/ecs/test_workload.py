@@ -7,6 +7,7 @@ runtime starts the flow container's command with them, as ECS does).
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -84,9 +85,9 @@ def test_with_output_off_cloudwatch_is_not_read_and_only_the_agents_lines_reach_
     agent_settings: dict[str, Any],
     run_config: dict[str, Any],
 ) -> None:
-    run = create_run(client, "sh -c 'echo kept-in-cloudwatch; echo also-kept >&2'", {"type": "ecs", **run_config})
     agent = start_agent(**agent_settings)
     calls = CallCounter(plugin_state(agent.agent))
+    run = create_run(client, "sh -c 'echo kept-in-cloudwatch; echo also-kept >&2'", {"type": "ecs", **run_config})
     final = wait_for_final(client, run["id"], 40)
     deployment = Deployment.from_dict(final["deployment"])
     tail = agent.agent.pm.hook.deployment_logs(
@@ -103,3 +104,21 @@ def test_with_output_off_cloudwatch_is_not_read_and_only_the_agents_lines_reach_
     # The output is still where ECS put it.
     events = logs.get_log_events(logGroupName=log_group, logStreamName=deployment.data["log_stream"])["events"]
     assert [e["message"] for e in events] == ["kept-in-cloudwatch", "also-kept"]
+
+
+@pytest.mark.parametrize(
+    ("agent_env", "warned"),
+    [({}, True), ({"AGENT_API_URL": "https://agent-api.internal"}, False)],
+    ids=["loopback", "pointed-elsewhere"],
+)
+def test_an_api_on_the_agents_loopback_is_named_at_start_up_as_out_of_the_tasks_reach(
+    start_agent, runtime: TaskRuntime, caplog: pytest.LogCaptureFixture, agent_env: dict[str, str], warned: bool
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        agent = start_agent(env=agent_env)
+    agent.stop()
+
+    found = [r.getMessage() for r in caplog.records if "which ECS tasks cannot reach" in r.getMessage()]
+    assert bool(found) is warned, caplog.text
+    if warned:
+        assert agent.agent.api_url in found[0] and "--env AGENT_API_URL=URL" in found[0]

@@ -29,6 +29,7 @@ OTHER_PASSWORD = "Ap7x-n0t-here-77c1"
 BACKEND_PASSWORD = "Rg3x-hidden-31ee"
 ENV_SECRET = "Ev5x-quiet-5d20"
 TOKEN = "Mt8x-t0ken-8b4c"
+PLUGIN_TOKEN = "Pl2x-extension-token"
 
 
 def with_password(url: str, password: str) -> str:
@@ -233,8 +234,9 @@ def secrets_everywhere(tmp_path: Path) -> tuple[dict[str, str], list[str]]:
         "AGENT__API__URL": f"http://agent:{OTHER_PASSWORD}@127.0.0.1:1",
         "AGENT__API__KEY": "agk_Fe4x-from-the-environment",
         "AGENT__BACKENDS__DOCKER__REGISTRY_PASSWORD": BACKEND_PASSWORD,
+        "AGENT__PLUGINS__PULSE__API_TOKEN": PLUGIN_TOKEN,
     }
-    secrets = [ENV_SECRET, PASSWORD, OTHER_PASSWORD, TOKEN, BACKEND_PASSWORD, "Fe4x-from-the-environment"]
+    secrets = [ENV_SECRET, PASSWORD, OTHER_PASSWORD, TOKEN, BACKEND_PASSWORD, PLUGIN_TOKEN, "Fe4x-from-the-environment"]
     return env, secrets
 
 
@@ -255,6 +257,7 @@ def test_config_show_shows_nothing_of_any_secret(run_cli, secrets_everywhere, ou
         assert values["agent"]["env"]["DATABASE_URL"] == "postgresql://app:***@db/app"
         assert values["agent"]["pass_api_key"] is False  # a switch, not a secret
         assert values["backends"]["docker"]["registry_password"] == "***"
+        assert values["plugins"]["pulse"]["api_token"] == "***"
 
 
 # --- the log handler itself ------------------------------------------------------------------

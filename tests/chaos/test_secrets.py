@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import requests
 
 from agent_core.cli.logging_setup import configure_logging
 from agent_core.client import APIClient
@@ -212,6 +213,27 @@ def test_an_api_url_with_credentials_is_masked_in_every_line_while_the_agent_ret
     assert "agent:***@127.0.0.1" in output
     assert OTHER_PASSWORD not in output
     assert "Traceback" not in output
+
+
+def test_the_agents_health_answer_masks_the_password_of_its_api_url(start_agent):
+    from tests.e2e.conftest import free_port
+
+    url = f"http://agent:{OTHER_PASSWORD}@127.0.0.1:{free_port()}"
+    health = f"http://127.0.0.1:{free_port()}"
+    agent = start_agent(url, "--agent-address", health, env={"AGENT__AGENT__STALL_THRESHOLD": "1"}, ready=False)
+
+    def answer() -> str:
+        try:
+            return requests.get(f"{health}/api/health", timeout=2).text
+        except requests.RequestException:
+            return ""
+
+    body = wait_until(lambda: (text := answer()) and "unreachable for" in text and text, 30, message="the API problem")
+    agent.send(signal.SIGTERM)
+    agent.wait(30)
+
+    assert "agent:***@127.0.0.1" in body
+    assert OTHER_PASSWORD not in body
 
 
 # --- agent config show -----------------------------------------------------------------------

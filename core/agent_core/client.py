@@ -22,6 +22,7 @@ from urllib3.exceptions import NewConnectionError
 
 from agent_core import __version__
 from agent_core.errors import APIUnavailable, BadAPIAnswer, error_for_status
+from agent_core.masking import mask_passwords
 
 if TYPE_CHECKING:
     from agent_core.server.storage import Store
@@ -144,7 +145,9 @@ class APIClient:
                     and self._pause(attempt, f"{method} {path}: {exc.__class__.__name__}")
                 ):
                     continue
-                raise APIUnavailable(f"cannot reach the API at {self.url}", _short(exc)) from None
+                # Masked here: the message travels (health answers, run logs), not only to log lines.
+                where = mask_passwords(self.url)
+                raise APIUnavailable(f"cannot reach the API at {where}", mask_passwords(_short(exc))) from None
             if (
                 response.status_code in RETRY_STATUSES
                 and idempotent

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import requests
 
 from agent_core.cli.logging_setup import configure_logging
 from agent_core.client import APIClient
@@ -29,6 +30,7 @@ OTHER_PASSWORD = "Ap7x-n0t-here-77c1"
 BACKEND_PASSWORD = "Rg3x-hidden-31ee"
 ENV_SECRET = "Ev5x-quiet-5d20"
 TOKEN = "Mt8x-t0ken-8b4c"
+PLUGIN_TOKEN = "Pl2x-extension-token"
 
 
 def with_password(url: str, password: str) -> str:
@@ -213,6 +215,27 @@ def test_an_api_url_with_credentials_is_masked_in_every_line_while_the_agent_ret
     assert "Traceback" not in output
 
 
+def test_the_agents_health_answer_masks_the_password_of_its_api_url(start_agent):
+    from tests.e2e.conftest import free_port
+
+    url = f"http://agent:{OTHER_PASSWORD}@127.0.0.1:{free_port()}"
+    health = f"http://127.0.0.1:{free_port()}"
+    agent = start_agent(url, "--agent-address", health, env={"AGENT__AGENT__STALL_THRESHOLD": "1"}, ready=False)
+
+    def answer() -> str:
+        try:
+            return requests.get(f"{health}/api/health", timeout=2).text
+        except requests.RequestException:
+            return ""
+
+    body = wait_until(lambda: (text := answer()) and "unreachable for" in text and text, 30, message="the API problem")
+    agent.send(signal.SIGTERM)
+    agent.wait(30)
+
+    assert "agent:***@127.0.0.1" in body
+    assert OTHER_PASSWORD not in body
+
+
 # --- agent config show -----------------------------------------------------------------------
 
 
@@ -233,8 +256,9 @@ def secrets_everywhere(tmp_path: Path) -> tuple[dict[str, str], list[str]]:
         "AGENT__API__URL": f"http://agent:{OTHER_PASSWORD}@127.0.0.1:1",
         "AGENT__API__KEY": "agk_Fe4x-from-the-environment",
         "AGENT__BACKENDS__DOCKER__REGISTRY_PASSWORD": BACKEND_PASSWORD,
+        "AGENT__PLUGINS__PULSE__API_TOKEN": PLUGIN_TOKEN,
     }
-    secrets = [ENV_SECRET, PASSWORD, OTHER_PASSWORD, TOKEN, BACKEND_PASSWORD, "Fe4x-from-the-environment"]
+    secrets = [ENV_SECRET, PASSWORD, OTHER_PASSWORD, TOKEN, BACKEND_PASSWORD, PLUGIN_TOKEN, "Fe4x-from-the-environment"]
     return env, secrets
 
 
@@ -255,6 +279,7 @@ def test_config_show_shows_nothing_of_any_secret(run_cli, secrets_everywhere, ou
         assert values["agent"]["env"]["DATABASE_URL"] == "postgresql://app:***@db/app"
         assert values["agent"]["pass_api_key"] is False  # a switch, not a secret
         assert values["backends"]["docker"]["registry_password"] == "***"
+        assert values["plugins"]["pulse"]["api_token"] == "***"
 
 
 # --- the log handler itself ------------------------------------------------------------------
@@ -284,6 +309,10 @@ def logged(request: pytest.FixtureRequest) -> Callable[[str], StringIO]:
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_logged_traceback_is_masked_like_the_message(logged, fmt):
     buffer = logged(fmt)
+    caught: list[logging.LogRecord] = []
+    later = logging.Handler()
+    later.emit = caught.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(later)
 
     try:
         raise RuntimeError(f"cannot connect to postgresql://u:{PASSWORD}@h/db with {ENV_SECRET}")
@@ -292,5 +321,6 @@ def test_a_logged_traceback_is_masked_like_the_message(logged, fmt):
 
     text = buffer.getvalue()
     assert "RuntimeError" in text
+    assert caught and caught[-1].exc_info is not None  # other handlers still get the exception
     assert "u:***@h/db" in text
     assert leaks(text, PASSWORD, ENV_SECRET) == []

@@ -12,8 +12,12 @@ trip to the same server):
 - wake latency: an idle agent long-polls (``wait_seconds`` 30, ``claim``); a run is created;
   created → answered, p50/p99. On one server (SQLite and PostgreSQL), and across two servers
   on one PostgreSQL (waiting on B, created through A).
+- ordinary requests beside idle agents: p50/p99 of ``GET /api/flow-runs?limit=5`` with no long
+  poll waiting, then with 50 idle agents long-polling the same server (each for labels no run
+  has). Target: the same figures, since waiting requests have threads of their own.
 
-    python -m bench.queue_bench [--runs 3000] [--samples 50] [--only sqlite|postgres] [--json PATH]
+    python -m bench.queue_bench [--runs 3000] [--samples 50] [--ordinary 300] [--only sqlite|postgres]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from agent_core.testing.harness import free_loopback_port
 from bench.pg import PostgresUnavailable, fresh_database, postgres_server
 
 CLAIM_LIMIT = 10
+IDLE_AGENTS = 50
 TARGETS = {"sqlite": (4, 500.0), "postgres": (10, 1000.0)}
 
 
@@ -218,6 +223,57 @@ def bench_wake(wait_url: str, create_url: str, samples: int, key: str, figures: 
     agent.close()
 
 
+def ordinary_latencies(client: APIClient, samples: int) -> list[float]:
+    client.list_flow_runs(limit=5)
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        client.list_flow_runs(limit=5)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def bench_idle_waiters(url: str, samples: int, figures: Figures) -> None:
+    """An ordinary request's latency without long polls waiting, then with ``IDLE_AGENTS`` of them."""
+    client = APIClient(url, retries=0)
+    quiet = ordinary_latencies(client, samples)
+    admin = APIClient(url, retries=0)
+    flow = admin.register_flow("idle-waiters", "true")
+    waiters = [APIClient(url, retries=0) for _ in range(IDLE_AGENTS)]
+
+    def wait(n: int) -> None:
+        try:
+            waiters[n].get_queue([f"idle-{n}"], pendulum.now("UTC"), limit=1, wait_seconds=30)
+        except Exception as exc:
+            figures.errors.append(f"idle waiter {n}: {exc!r}")
+
+    threads = [threading.Thread(target=wait, args=(n,)) for n in range(IDLE_AGENTS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while metric(url, "agent_api_long_polls_waiting") < IDLE_AGENTS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiting = metric(url, "agent_api_long_polls_waiting")
+    busy = ordinary_latencies(client, samples)
+    if metric(url, "agent_api_long_polls_waiting") < IDLE_AGENTS or waiting < IDLE_AGENTS:
+        figures.errors.append(f"only {waiting:.0f} of {IDLE_AGENTS} idle agents were waiting")
+    # One run per label ends each wait at once (the answer is that run, unclaimed).
+    for n in range(IDLE_AGENTS):
+        admin.create_flow_run(flow_id=flow["id"], labels=[f"idle-{n}"])
+    for thread in threads:
+        thread.join(40)
+    figures.values.update(
+        {
+            "ordinary_ms_p50": statistics.median(quiet),
+            "ordinary_ms_p99": percentile(quiet, 0.99),
+            "ordinary_with_waiters_ms_p50": statistics.median(busy),
+            "ordinary_with_waiters_ms_p99": percentile(busy, 0.99),
+        }
+    )
+    for c in [client, admin, *waiters]:
+        c.close()
+
+
 def bench_sqlite(args: argparse.Namespace, home: Path) -> Figures:
     figures = Figures("sqlite")
     db = f"sqlite:///{home / 'bench.db'}"
@@ -226,6 +282,7 @@ def bench_sqlite(args: argparse.Namespace, home: Path) -> Figures:
         floor(url, figures)
         bench_claims(url, db, agents, args.runs, figures)
         bench_wake(url, url, args.samples, "one-server", figures)
+        bench_idle_waiters(url, args.ordinary, figures)
     return figures
 
 
@@ -241,6 +298,7 @@ def bench_postgres(args: argparse.Namespace, home: Path, notes: list[str]) -> Fi
                 bench_claims(a, db, agents, args.runs, figures)
                 bench_wake(a, a, args.samples, "one-server", figures)
                 bench_wake(b, a, args.samples, "two-servers", figures)
+                bench_idle_waiters(a, args.ordinary, figures)
     except PostgresUnavailable as exc:
         notes.append(f"postgres skipped: {exc}")
         return None
@@ -269,6 +327,12 @@ def report(results: list[Figures], notes: list[str], args: argparse.Namespace) -
                     f"  wake latency ({key}), created -> answered: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
                     f"({p50 / f.floor_ms_p50:.1f}x / {p99 / f.floor_ms_p50:.1f}x the floor's p50)"
                 )
+        if "ordinary_ms_p50" in v:
+            print(
+                f"  ordinary request (GET /api/flow-runs?limit=5): p50 {v['ordinary_ms_p50']:.1f} ms, "
+                f"p99 {v['ordinary_ms_p99']:.1f} ms; with {IDLE_AGENTS} idle agents long-polling: "
+                f"p50 {v['ordinary_with_waiters_ms_p50']:.1f} ms, p99 {v['ordinary_with_waiters_ms_p99']:.1f} ms"
+            )
         for error in f.errors[:10]:
             print(f"  ERROR {error}")
 
@@ -277,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3000, help="runs to create and then claim")
     parser.add_argument("--samples", type=int, default=50, help="wake-ups timed per latency figure")
+    parser.add_argument("--ordinary", type=int, default=300, help="ordinary requests timed with and without waiters")
     parser.add_argument("--only", choices=["sqlite", "postgres"], help="bench one database")
     parser.add_argument("--json", default="bench/results/queue_bench.json", help="where to write the figures")
     args = parser.parse_args(argv)

@@ -67,10 +67,9 @@ class APIClient:
         self.backoff = backoff
         self._sleep = sleep
         self.session = session or requests.Session()
+        self._own_session = session is None
         if session is None:
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
-            self.session.mount("http://", adapter)
-            self.session.mount("https://", adapter)
+            self.set_pool_size(pool_size)
         self._hello: dict[str, Any] | None = None
         self.session.headers["User-Agent"] = f"agent/{__version__}"
         if key:
@@ -93,6 +92,15 @@ class APIClient:
         client.embedded = True
         client.store = store
         return client
+
+    def set_pool_size(self, size: int) -> None:
+        """Keep up to ``size`` connections open (the agent passes its thread count); a session
+        given to the constructor, or the embedded API, is left as it is."""
+        if not self._own_session or getattr(self, "embedded", False):
+            return
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, size))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def set_agent_id(self, agent_id: str) -> None:
         self.session.headers["X-Agent-Id"] = agent_id

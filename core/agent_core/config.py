@@ -41,6 +41,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "heartbeat_period": 30.0,
         "monitor_interval": 1.0,
         "prefetch_seconds": 10.0,
+        "long_poll_seconds": 30.0,  # how long one poll may wait on the server (0: poll with backoff)
+        "readiness_interval": 30.0,  # how often preflight runs; while it fails the agent claims nothing
         "max_workers": 0,  # 0: min(32, cpus + 4), as the seed
         "drain_timeout": 30.0,
         "cancel_grace_seconds": 10.0,

@@ -9,14 +9,25 @@ member on a real running agent). Anything not listed here may change without not
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from agent_core.engine.events import RunEvent
     from agent_core.engine.settings import AgentSettings
     from agent_core.models import FlowRun
 
-__all__ = ["PLUGIN_CLIENT_CALLS", "AgentContext", "PluginClient"]
+__all__ = ["PLUGIN_CLIENT_CALLS", "AgentContext", "PluginClient", "RunEventSource"]
+
+
+@runtime_checkable
+class RunEventSource(Protocol):
+    """``agent.events``: the agent's run events, for in-process listeners (``docs/hooks.md``)."""
+
+    def subscribe(self, callback: Callable[[RunEvent], None]) -> None:
+        """Call ``callback(event)`` for every run event, on the run-events thread, before the
+        ``flow_run_state_changed`` hooks. It must return quickly (slow ones are logged)."""
+        ...
 
 
 @runtime_checkable
@@ -208,4 +219,10 @@ class AgentContext(Protocol):
 
     def plugin_state(self, name: str) -> dict[str, Any]:
         """A dict for the plugin's per-agent state (instead of module globals)."""
+        ...
+
+    @property
+    def events(self) -> RunEventSource:
+        """The agent's run events (``events.subscribe(callback)``); plugins usually implement
+        the ``flow_run_state_changed`` hook instead."""
         ...

@@ -60,8 +60,9 @@ def plugin_settings_schema() -> tuple[str, Schema] | None:
     the extension and the key; settings for an extension without this hook are an error too.
     A backend takes its settings through ``settings_schema`` instead.
 
-    :return: ``(name, schema)`` with ``name`` the plugin's own (its entry-point name) and a
-        ``marshmallow.Schema`` instance, or ``None`` when the plugin has no settings.
+    :return: ``(name, schema)`` with ``name`` the extension's name (its entry-point name: the
+        ``NAME`` of ``[plugins.NAME]``) and a ``marshmallow.Schema`` instance, or ``None`` when
+        the plugin has no settings. Two plugins declaring one name are a start-up error.
     """
 
 
@@ -203,7 +204,9 @@ def cancel_deployment(
     Called on a thread of its own (one per run, named ``cancel-<id>``), started by the monitor
     or heartbeat thread when the API lists a run this agent deployed as Cancelling. Stop
     politely (SIGTERM, ``docker stop``), and force it after ``grace_seconds``. May block up
-    to the grace period. The core marks the run Cancelled when this returns ``True``.
+    to the grace period. The core marks the run Cancelled when this returns ``True`` and calls
+    ``check_deployment`` for it no more: ship what the workload wrote while stopping
+    (``agent.write_output``) before returning.
 
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.

@@ -144,7 +144,7 @@ class MaskSecrets(logging.Filter):
 
     On the handler, so that it covers every logger (ours, SQLAlchemy's, waitress's, a plugin's),
     the arguments of the message, and the traceback of a logged exception (rendered here, masked,
-    and kept as the record's text so that no formatter renders the raw one again).
+    and kept as the record's ``exc_text``, which formatters render instead of the raw one).
     """
 
     def __init__(self, masker: SecretMasker | None = None) -> None:
@@ -159,10 +159,10 @@ class MaskSecrets(logging.Filter):
         masked = self.masker.mask(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
-        if record.exc_info:
-            if not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
+        # exc_info stays (other handlers, pytest's caplog, read it): a formatter renders a
+        # record's exc_text when set, so the masked text is what every formatter prints.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self.masker.mask(record.exc_text)
         if record.stack_info:

@@ -19,7 +19,7 @@ from agent_core.errors import ConfigError, PluginError, describe_problems
 
 
 def declared_schemas(pm: pluggy.PluginManager) -> dict[str, Schema]:
-    """Each plugin's settings schema by the name it declares (its own name, or an error)."""
+    """Each plugin's settings schema by the name it declares (one plugin per name)."""
     schemas: dict[str, Schema] = {}
     for impl in pm.hook.plugin_settings_schema.get_hookimpls():
         # Called plugin by plugin (not through the hook) to know whose answer each one is.
@@ -32,10 +32,10 @@ def declared_schemas(pm: pluggy.PluginManager) -> dict[str, Schema]:
                 f"instance) or None, not {answer!r}"
             )
         name, schema = answer
-        if name != impl.plugin_name:
+        if name in schemas:
             raise PluginError(
-                f"plugin {impl.plugin_name!r}: plugin_settings_schema declares settings for {name!r}; "
-                f"an extension declares its own ([plugins.{impl.plugin_name}])"
+                f"plugin {impl.plugin_name!r}: plugin_settings_schema declares settings for {name!r}, "
+                "which another plugin declares already; each extension declares its own name"
             )
         schemas[name] = schema
     return schemas
@@ -47,7 +47,8 @@ def load_plugin_settings(pm: pluggy.PluginManager, raw: Mapping[str, Mapping[str
     :param raw: the ``[plugins]`` tables of the configuration (:meth:`Config.plugin_settings`).
     :raise ConfigError: settings for an unknown or disabled-but-named extension, for one that
         takes none, or that its schema refuses; the message names the extension and the key.
-    :raise PluginError: a ``plugin_settings_schema`` answer that is not ``(own name, Schema)``.
+    :raise PluginError: a ``plugin_settings_schema`` answer that is not ``(name, Schema)``, or a
+        name two plugins declare.
     """
     schemas = declared_schemas(pm)
     loaded: dict[str, dict[str, Any]] = {}

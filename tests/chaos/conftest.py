@@ -143,15 +143,6 @@ def start_server(
 
 
 @pytest.fixture
-def chaos_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database of a chaos test: SQLite unless the test is parametrized with ``postgres``."""
-    kind = getattr(request, "param", "sqlite")
-    if kind == "postgres":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'chaos.db'}"
-
-
-@pytest.fixture
 def homes(tmp_path: Path) -> Path:
     """``tmp_path`` with ``home-a`` and ``home-b``: the AGENT_HOMEs of two agents (two machines)."""
     for name in ("home-a", "home-b"):

@@ -4,8 +4,6 @@ back to Scheduled; deployed or Running: Failed, then retried) and another agent 
 
 from __future__ import annotations
 
-import pytest
-
 from tests.chaos.bursts import (
     SHORT_LEASE,
     WORKERS,
@@ -19,11 +17,10 @@ from tests.chaos.conftest import Gate, kill_agent
 # --- killed and never restarted: the lease recovers the runs ---------------------------------
 
 
-@pytest.mark.parametrize("chaos_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_runs_claimed_by_an_agent_killed_before_deploying_go_back_to_scheduled_and_another_agent_runs_each_once(
-    chaos_db, start_server, start_agent, gate: Gate, homes
+    sqlite_url, start_server, start_agent, gate: Gate, homes
 ):
-    burst = Burst(start_server(chaos_db, lease=SHORT_LEASE), start_agent, homes, seconds=0.2)
+    burst = Burst(start_server(sqlite_url, lease=SHORT_LEASE), start_agent, homes, seconds=0.2)
     first = burst.agent("chaos-a", env=gate.env())
     held = burst.wait(lambda runs: len(submitted_undeployed(runs)) >= int(WORKERS), "claims held before deploying")
 
@@ -35,9 +32,9 @@ def test_runs_claimed_by_an_agent_killed_before_deploying_go_back_to_scheduled_a
 
 
 def test_runs_of_an_agent_killed_mid_deploy_are_recovered_and_another_agent_runs_them(
-    chaos_db, start_server, start_agent, gate: Gate, homes
+    postgres_url, start_server, start_agent, gate: Gate, homes
 ):
-    burst = Burst(start_server(chaos_db, lease=SHORT_LEASE), start_agent, homes, seconds=1.0)
+    burst = Burst(start_server(postgres_url, lease=SHORT_LEASE), start_agent, homes, seconds=1.0)
     # Six deploys go through, the next ones hold: killed with runs deployed and runs claimed.
     first = burst.agent("chaos-a", env=gate.env(pass_first=6))
     burst.wait(
@@ -52,11 +49,10 @@ def test_runs_of_an_agent_killed_mid_deploy_are_recovered_and_another_agent_runs
     burst.finish(retry_allowed=True)
 
 
-@pytest.mark.parametrize("chaos_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_running_runs_of_an_agent_killed_for_good_fail_then_are_retried_by_another_agent(
-    chaos_db, start_server, start_agent, homes
+    sqlite_url, start_server, start_agent, homes
 ):
-    burst = Burst(start_server(chaos_db, lease=SHORT_LEASE), start_agent, homes, seconds=3.0)
+    burst = Burst(start_server(sqlite_url, lease=SHORT_LEASE), start_agent, homes, seconds=3.0)
     first = burst.agent("chaos-a", env={"AGENT__AGENT__MAX_WORKERS": "8"})
     burst.wait(lambda runs: len(running(runs)) >= 8, "eight runs Running")
 

@@ -19,9 +19,9 @@ from tests.chaos.conftest import Gate, kill_agent
 
 
 def test_an_agent_killed_before_deploying_and_restarted_in_time_hands_back_or_runs_its_claims_once(
-    chaos_db, start_server, start_agent, gate: Gate, homes
+    sqlite_url, start_server, start_agent, gate: Gate, homes
 ):
-    burst = Burst(start_server(chaos_db, lease=LONG_LEASE), start_agent, homes, seconds=0.2, retries=0)
+    burst = Burst(start_server(sqlite_url, lease=LONG_LEASE), start_agent, homes, seconds=0.2, retries=0)
     first = burst.agent("chaos-a", env=gate.env())
     burst.wait(lambda runs: len(submitted_undeployed(runs)) >= int(WORKERS), "claims held before deploying")
 
@@ -33,9 +33,9 @@ def test_an_agent_killed_before_deploying_and_restarted_in_time_hands_back_or_ru
 
 
 def test_an_agent_killed_mid_deploy_and_restarted_in_time_runs_every_run_once(
-    chaos_db, start_server, start_agent, gate: Gate, homes
+    sqlite_url, start_server, start_agent, gate: Gate, homes
 ):
-    burst = Burst(start_server(chaos_db, lease=LONG_LEASE), start_agent, homes, seconds=1.0, retries=0)
+    burst = Burst(start_server(sqlite_url, lease=LONG_LEASE), start_agent, homes, seconds=1.0, retries=0)
     first = burst.agent("chaos-a", env=gate.env(pass_first=6))
     burst.wait(
         lambda runs: len(deployed(runs)) >= 6 and len(submitted_undeployed(runs)) >= 1,
@@ -50,9 +50,9 @@ def test_an_agent_killed_mid_deploy_and_restarted_in_time_runs_every_run_once(
 
 
 def test_an_agent_killed_while_its_runs_run_and_restarted_in_time_reattaches_and_each_runs_once(
-    chaos_db, start_server, start_agent, homes
+    sqlite_url, start_server, start_agent, homes
 ):
-    burst = Burst(start_server(chaos_db, lease=LONG_LEASE), start_agent, homes, seconds=3.0, retries=0)
+    burst = Burst(start_server(sqlite_url, lease=LONG_LEASE), start_agent, homes, seconds=3.0, retries=0)
     first = burst.agent("chaos-a", env={"AGENT__AGENT__MAX_WORKERS": "8"})
     burst.wait(lambda runs: len(running(runs)) >= 8, "eight runs Running")
 

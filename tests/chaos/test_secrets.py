@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
@@ -49,15 +50,11 @@ def env_names(dump: str) -> list[str]:
 # --- a database URL with a password ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "command",
-    [("start", "--backend", "local"), ("server", "start", "--port", "0"), ("runs", "list")],
-    ids=["agent-start", "server-start", "runs-list"],
-)
-def test_a_database_url_that_cannot_be_opened_prints_neither_its_password_nor_a_traceback(run_cli, command):
+def test_an_agent_on_a_database_url_that_cannot_be_opened_prints_neither_its_password_nor_a_traceback(run_cli):
+    # `server start` and the short commands: tests/server/test_db_url_errors.py.
     url = f"postgresql://USER:{PASSWORD}@127.0.0.1:1/x"
 
-    done = run_cli("--db", url, *command, timeout=60)
+    done = run_cli("--db", url, "start", "--backend", "local", timeout=60)
 
     output = done.stdout + done.stderr
     assert done.returncode != 0
@@ -156,6 +153,38 @@ def test_the_agents_key_never_reaches_its_log_nor_a_workload_that_was_not_given_
     assert "AGENT_API_KEY" not in env_names(seen)
     assert [name for name in env_names(seen) if name.startswith("AGENT__")] == []
     assert not [m for m in log_messages(client, run["id"]) if runner_key in m]
+
+
+def test_a_docker_workload_gets_neither_the_agents_settings_nor_its_key(
+    auth_server, start_agent, docker_engine, busybox_image
+):
+    from tests.plugins.docker.helpers import TEST_LABEL, remove_labelled
+
+    label = uuid.uuid4().hex[:12]
+    tenant = auth_server.store.ensure_tenant("default")
+    _, runner_key = auth_server.store.create_key(tenant, "runner")
+    _, admin_key = auth_server.store.create_key(tenant, "admin")
+    client = auth_server.client(admin_key)
+    run = make_run_factory(client)("env")
+    settings = {"image": busybox_image, "network_mode": "none", "pull_policy": "never"}
+    args = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    args += ["--set", "container_labels=" + json.dumps({TEST_LABEL: label}), "--key", runner_key]
+    env = {**FAST_AGENT, "AGENT__SERVER__DB": f"postgresql://u:{PASSWORD}@db/x", "RUNNER_TOKEN": runner_key}
+    try:
+        agent = start_agent(auth_server, *args, backend="docker", env=env)
+        final = wait_for_state(client, run["id"], agent=agent)
+        agent.send(signal.SIGTERM)
+        agent.wait(30)
+    finally:
+        remove_labelled(docker_engine, label)
+
+    seen = "\n".join(log_messages(client, run["id"]))
+    assert final["state"]["type"] == "Success", seen
+    assert "AGENT_FLOW_RUN_ID=" in seen  # the environment was printed
+    assert runner_key[4:] not in seen
+    assert leaks(seen, PASSWORD) == []
+    assert [name for name in env_names(seen) if name.startswith("AGENT__") or name == "AGENT_API_KEY"] == []
+    assert runner_key not in agent.output() + agent.errors()
 
 
 def test_a_key_the_api_refuses_is_not_printed_in_the_error(auth_server, start_agent):

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent_core import AgentContext, PluginClient, hookimpl, hookspecs
 from agent_core.client import APIClient
-from agent_core.context import PLUGIN_CLIENT_CALLS
+from agent_core.context import PLUGIN_CLIENT_CALLS, RunEventSource
 from tests.core.conftest import Backend, hook_specs, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,11 @@ class SeesTheContext:
         self.missing: dict[str, list[str]] = {}
 
     def _look(self, hook: str, agent: Any) -> None:
-        self.seen[hook] = isinstance(agent, AgentContext) and isinstance(agent.client, PluginClient)
+        self.seen[hook] = (
+            isinstance(agent, AgentContext)
+            and isinstance(agent.client, PluginClient)
+            and isinstance(agent.events, RunEventSource)
+        )
         self.missing[hook] = [m for m in protocol_members(AgentContext) if not hasattr(agent, m)]
 
     @hookimpl

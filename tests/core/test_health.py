@@ -91,17 +91,17 @@ def test_the_health_api_answers_200_then_503_with_the_reason(make_agent) -> None
 def test_the_health_api_poke_wakes_the_poll_loop(make_agent, sqlite_api: APIClient) -> None:
     address = f"http://127.0.0.1:{free_port()}"
     backend = Backend()
-    agent = make_agent([backend], start=True, agent_address=address)
-    wait_until(lambda: agent.polls >= 4, timeout=5)  # in the 2 s wait
-    time.sleep(0.2)
+    # Polling with backoff: a long poll would see the new run by itself.
+    agent = make_agent([backend], start=True, agent_address=address, long_poll_seconds=0)
+    wait_until(lambda: agent.polls >= 5, timeout=15)  # in the 4 s wait
     create_run(sqlite_api)
 
     poked = time.monotonic()
     answer = requests.post(f"{address}/api/poke", timeout=5)
-    wait_until(lambda: backend.deployed, timeout=1.5)
+    wait_until(lambda: backend.deployed, timeout=5)
 
     assert answer.status_code == 200
-    assert time.monotonic() - poked < 0.5
+    assert time.monotonic() - poked < 3.0  # well before the 4 s wait would have ended
 
 
 def test_a_health_port_in_use_is_a_clear_startup_error(make_agent) -> None:

@@ -126,7 +126,7 @@ def test_settings_of_a_disabled_extension_are_kept_for_later_not_an_error() -> N
     assert load_plugin_settings(pm, {"notify": {"url": "x"}}) == {"x": {}}
 
 
-def test_an_extension_declaring_settings_under_another_name_is_a_plugin_error(make_agent) -> None:
+def test_two_plugins_declaring_settings_under_one_name_is_a_plugin_error(make_agent) -> None:
     class Impostor:
         name = "impostor"
 
@@ -134,9 +134,9 @@ def test_an_extension_declaring_settings_under_another_name_is_a_plugin_error(ma
         def plugin_settings_schema(self) -> tuple[str, Schema]:
             return ("notify", NotifySettings())
 
-    agent = make_agent([Backend(), Impostor()])
+    agent = make_agent([Backend(), Notify(), Impostor()])
 
-    with pytest.raises(PluginError, match="plugin 'impostor': plugin_settings_schema declares settings for 'notify'"):
+    with pytest.raises(PluginError, match="declares settings for 'notify', which another plugin declares already"):
         agent.load_backend_contract()
 
 

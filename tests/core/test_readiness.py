@@ -32,7 +32,7 @@ def test_neither_ready_nor_live_before_the_first_api_contact(make_agent) -> None
 
 def test_a_started_agent_with_a_passing_preflight_is_ready_and_live(make_agent) -> None:
     agent = make_agent([Checked()], start=True)
-    wait_until(lambda: agent.polls > 1)
+    wait_until(lambda: agent.polls >= 1)
 
     assert agent.readiness() == (True, {})
     assert agent.liveness() == (True, {})
@@ -40,7 +40,7 @@ def test_a_started_agent_with_a_passing_preflight_is_ready_and_live(make_agent) 
 
 def test_a_failing_preflight_makes_the_agent_not_ready_saying_why(make_agent) -> None:
     agent = make_agent([Checked(ok=False)], start=True)
-    wait_until(lambda: agent.polls > 1)
+    wait_until(lambda: agent.polls >= 1)
 
     ok, problems = agent.readiness()
 

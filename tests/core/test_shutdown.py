@@ -13,6 +13,7 @@ import pytest
 
 from agent_core import DeploymentStatus, hookimpl
 from agent_core.client import APIClient
+from agent_core.testing import harness
 from tests.core.conftest import Backend, MonitoredBackend, create_run, run_logs, run_state, wait_until
 
 
@@ -99,7 +100,13 @@ def test_sigterm_on_the_main_thread_stops_the_agent_gracefully(make_agent, sqlit
     old = signal.signal(signal.SIGTERM, previous)
     try:
         run = create_run(sqlite_api)
-        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+
+        def term_once_deployed() -> None:
+            # After the deploy however loaded the machine is (a fixed delay may come first).
+            harness.wait_until(lambda: "deployed" in backend.events, 30)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        timer = threading.Thread(target=term_once_deployed, name="terminator", daemon=True)
         timer.start()
         agent.start()  # on this (the main) thread, so its signal handlers are installed
         timer.join()

@@ -100,6 +100,16 @@ def test_the_agents_pod_probes_the_live_and_ready_endpoints_on_its_health_port()
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > DRAIN
 
 
+def test_the_agents_pod_announces_its_metrics_on_its_health_port():
+    (deployment,) = manifests()["agent.yaml"]
+    (container,) = containers(deployment)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == port["health"]
+
+
 def test_every_manifests_command_line_is_one_the_agent_accepts(capsys):
     for documents in manifests().values():
         for document in documents:

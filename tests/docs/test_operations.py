@@ -3,8 +3,9 @@
 A block is skipped only when the line before it is ``<!-- not run here: REASON -->``; the
 others run as one bash script each, in a scratch directory with a fresh ``$AGENT_HOME`` and the
 workspace's ``agent`` first on ``PATH``. Two differences from a reader at a terminal: the
-block's ``PORT=4200`` becomes a free port, and ``AGENT__API__RETRIES=20`` lets the commands
-after ``agent server start ... &`` wait for it to listen (a reader waits for its first line).
+block's ``PORT=4200`` (and an agent's ``HEALTH_PORT=8080``) becomes a free port, and
+``AGENT__API__RETRIES=20`` lets the commands after ``agent server start ... &`` wait for it to
+listen (a reader waits for its first line).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def test_every_block_runs_here_or_says_why_not():
 def test_the_block_runs(tmp_path, line, commands):
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
-    lines = [f"PORT={free_port()}" if c.strip() == "PORT=4200" else c for c in commands]
+    ports = {"PORT=4200": "PORT", "HEALTH_PORT=8080": "HEALTH_PORT"}
+    lines = [f"{ports[c.strip()]}={free_port()}" if c.strip() in ports else c for c in commands]
     script = "\n".join(
         [
             "set -euo pipefail",

@@ -46,12 +46,12 @@ def test_health_answers_200_with_the_agent_id_backend_last_poll_and_in_flight_co
     assert body["in_flight"] == 0
 
 
-def test_a_poke_makes_an_idle_agent_claim_a_new_run_within_200ms(server, client, create_run, start_agent):
+def test_a_poked_idle_agent_claims_a_new_run_promptly(server, client, create_run, start_agent):
     port = free_port()
     start_agent(server, "--agent-address", f"http://127.0.0.1:{port}")
     _health_once_up(port)
-    # Idle for 5 s: the backoff has grown to 4 s (0.25, 0.5, 1, 2, 4), so without a poke the
-    # next poll would be seconds away. Wait until the last poll is at least a second old.
+    # Idle for 5 s: in its long poll (or, against an older server, in a backoff of seconds).
+    # Wait until the last poll is at least a second old.
     time.sleep(5)
     wait_until(
         lambda: _seconds_since(_health(port).json()["last_successful_poll"]) >= 1.0,
@@ -67,7 +67,8 @@ def test_a_poke_makes_an_idle_agent_claim_a_new_run_within_200ms(server, client,
     submitted = next(s for s in client.flow_run_states(run["id"]) if s["type"] == "Submitted")
     latency = pendulum.parse(submitted["timestamp"]).timestamp() - poked
 
-    assert latency <= 0.2, f"claimed {latency:.3f}s after the poke"
+    # Far below a poll interval even on a loaded machine (bench/agent_bench.py measures it).
+    assert latency <= 1.0, f"claimed {latency:.3f}s after the poke"
 
 
 def test_an_agent_address_whose_port_is_in_use_is_a_one_line_start_up_error(server, start_agent):

@@ -26,9 +26,10 @@ def wait_for_hello(url, proc, timeout=30.0):
         if proc.poll() is not None:
             raise AssertionError(f"the server exited with {proc.returncode}: {proc.stderr.read()}")
         try:
-            if requests.get(f"{url}/api/hello", timeout=1).status_code == 200:
+            if requests.get(f"{url}/api/hello", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # Not listening yet, or (on a loaded machine) too slow to answer the first call.
             pass
         time.sleep(0.1)
     raise AssertionError(f"no answer from {url} within {timeout} s")

@@ -156,7 +156,8 @@ def test_the_agents_page_shows_last_heartbeat_and_health(dashboard, tab):
     assert "docker" in row.inner_text()
     assert "gpu" in row.inner_text()
     assert "alive" in row.inner_text()
-    assert row.locator("time").count() == 1
+    assert row.locator("td.heartbeat time").count() == 1
+    assert "until" in row.locator("td.lease").inner_text()  # the lease each heartbeat renews
 
 
 def test_the_flows_page_lists_flows_with_a_link_to_their_runs(dashboard, tab):

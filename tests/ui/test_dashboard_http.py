@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import time
+
+import pendulum
 import requests
 
+from agent_core.server.settings import ServerSettings
+from agent_core.server.ui import views
 from agent_core.testing.servers import APIServer
 
 
@@ -75,3 +81,65 @@ def test_the_fragments_answer_401_not_a_redirect_without_a_session(dashboard):
     response = requests.get(f"{dashboard.server.url}/ui/fragments/runs", allow_redirects=False, timeout=10)
 
     assert response.status_code == 401
+
+
+def agents_page(server: APIServer) -> str:
+    page = requests.get(f"{server.url}/ui/agents", timeout=10)
+    assert page.status_code == 200
+    return page.text
+
+
+def agent_row(page: str, name: str) -> str:
+    (row,) = [r for r in page.split("<tr>") if f"<td>{name}</td>" in r]
+    return row
+
+
+def test_an_agent_whose_lease_holds_shows_alive_until_its_lease_end(tmp_path):
+    with APIServer(f"sqlite:///{tmp_path / 'open.db'}") as server:
+        runner = server.client()
+        agent = runner.register_agent(name="worker-1", backend="local", labels=[])
+        lease_until = next(a for a in runner.list_agents() if a["id"] == agent["id"])["lease_until"]
+
+        row = agent_row(agents_page(server), "worker-1")
+
+    assert '<span class="state success">alive</span>' in row
+    assert f'until <time datetime="{lease_until}">' in row
+
+
+def test_an_agent_past_its_lease_shows_the_lease_expired(tmp_path):
+    settings = ServerSettings(agent_lease_seconds=0.5)
+    with APIServer(f"sqlite:///{tmp_path / 'open.db'}", settings=settings) as server:
+        server.client().register_agent(name="worker-1", backend="local", labels=[])
+        time.sleep(1.5)  # the lease (0.5 s) is over
+
+        row = agent_row(agents_page(server), "worker-1")
+
+    assert re.search(r'<span class="state failed">lease expired \d+ s ago</span>', row)
+
+
+def test_an_agent_that_left_shows_when_it_left(tmp_path):
+    with APIServer(f"sqlite:///{tmp_path / 'open.db'}") as server:
+        runner = server.client()
+        agent = runner.register_agent(name="worker-1", backend="local", labels=[])
+        runner.leave_agent(agent["id"])
+
+        row = agent_row(agents_page(server), "worker-1")
+
+    assert '<span class="state cancelled">left</span>' in row
+    assert "left <time" in row
+
+
+def test_the_agents_page_names_the_servers_lease(tmp_path):
+    settings = ServerSettings(agent_lease_seconds=45)
+    with APIServer(f"sqlite:///{tmp_path / 'open.db'}", settings=settings) as server:
+        page = agents_page(server)
+
+    assert "(45 s, or three heartbeat periods if longer)" in page
+
+
+def test_an_agent_without_a_recorded_lease_is_judged_by_the_servers_lease() -> None:
+    seen = pendulum.datetime(2026, 1, 31, 9, 0, 0)
+    agent = {"last_heartbeat": seen.isoformat(), "lease_until": None, "left": None}
+
+    assert views.agent_health(agent, seen.add(seconds=59), lease_seconds=60) == ("alive", "success")
+    assert views.agent_health(agent, seen.add(seconds=75), lease_seconds=60) == ("lease expired 15 s ago", "failed")

@@ -248,6 +248,9 @@ def _extension_settings_check(pm: "pluggy.PluginManager", settings: "AgentSettin
 
 
 def register(app: typer.Typer) -> None:
+    from agent_core.cli import plugins_new
+
     app.command("start")(start)
     app.command("doctor")(doctor)
+    plugins_new.register(plugins_app)
     app.add_typer(plugins_app, name="plugins")

@@ -133,10 +133,11 @@ class JSONFormatter(logging.Formatter):
             entry["run_id"] = run_id
         if record.threadName and record.threadName != "MainThread":
             entry["thread"] = record.threadName
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        # exc_text first: MaskSecrets leaves the masked traceback there.
+        if record.exc_text:
             entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 

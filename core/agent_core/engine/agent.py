@@ -26,7 +26,10 @@ from agent_core.engine.clock import Clock, SystemClock
 from agent_core.engine.events import RunEvents
 from agent_core.engine.health import start_health_server
 from agent_core.engine.hooks import call_each
+from agent_core.engine.metrics import AgentMetrics
 from agent_core.engine.monitor import Monitor
+from agent_core.engine.outcomes import OutcomeLog
+from agent_core.engine.poller import Poller
 from agent_core.engine.pool import DeployPool
 from agent_core.engine.runlogs import RunLogShipper
 from agent_core.engine.settings import AgentSettings
@@ -50,6 +53,8 @@ from agent_core.states import State
 
 FAR_FUTURE_DAYS = 365 * 100
 MAX_API_WAIT = 10.0
+# The longest a clean exit waits for the API to acknowledge the agent's leave.
+LEAVE_WAIT = 5.0
 
 
 class Agent:
@@ -95,6 +100,8 @@ class Agent:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._in_flight: set[str] = set()
+        # In flight and not yet claimed: fetched early, their deploy threads wait for the start time.
+        self._unclaimed: set[str] = set()
         self._in_flight_lock = threading.Lock()
         self._problems: dict[str, str] = {}
         self._plugin_state: dict[str, dict[str, Any]] = {}
@@ -113,11 +120,18 @@ class Agent:
         self._loops_started = False
 
         self.pool = DeployPool(settings.workers)
+        self.poller = Poller(self)
+        # One connection per thread that may call at once: deploy workers, the poll loop and its
+        # long poll, monitor, heartbeat, run logs, cancels; fewer makes calls open their own.
+        client.set_pool_size(self.pool.workers + 8)
         self.monitor = Monitor(self)
         self.run_logs = RunLogShipper(client, settings.name)
         self.events = RunEvents(pm, self, clock=self.clock)
         self._heartbeat_thread: threading.Thread | None = None
         self._health_server: RunningServer | None = None
+        # Run-event listeners (owned by the observability part): /metrics and the outcome lines.
+        self.metrics = AgentMetrics(self)
+        self.outcomes = OutcomeLog(self)
 
     # --- the public surface for plugins ---------------------------------------------------
 
@@ -235,8 +249,10 @@ class Agent:
         if self._contacted and not self._api_up:
             since = now - self._api_failing_since if self._api_failing_since is not None else 0.0
             problems["api"] = f"the API has been unreachable for {since:.0f}s: {self._api_last_error}"
-        if self._contacted and self._last_poll_success is None and self._last_poll_attempt is not None:
-            problems.setdefault("poll", "no successful poll yet")
+        if self._last_poll_success is not None and not self.stopping:
+            quiet = now - self._last_poll_success
+            if quiet > self.settings.stall_threshold + self._poll_wait():
+                problems.setdefault("poll", f"no successful poll for {quiet:.0f}s")
         if not self._backend_ready:
             problems["backend"] = self._backend_problem or "the backend's preflight has not passed yet"
         if self.stopping:
@@ -245,7 +261,7 @@ class Agent:
 
     def _poll_wait(self) -> float:
         """How long one poll may legitimately hold the loop (a long poll's wait)."""
-        return 0.0
+        return self.poller.long_poll_seconds
 
     def is_in_flight(self, run_id: str) -> bool:
         with self._in_flight_lock:
@@ -263,7 +279,10 @@ class Agent:
                 # Before connecting: a bad address is reported at once, and health answers
                 # (503, "api") while the agent waits for an absent API.
                 self._health_server = start_health_server(self, self.settings.agent_address)
-                self.logger.info("Health API on %s (/api/health, /api/poke)", self._health_server.url)
+                self.logger.info(
+                    "Health API on %s (/api/health/live, /api/health/ready, /metrics, /api/poke)",
+                    self._health_server.url,
+                )
             self.connect()
             if self.stopping:
                 return
@@ -313,6 +332,7 @@ class Agent:
                 self.client.hello()
                 self._api_failing_since = None
                 self._contacted = self._api_up = True
+                self.poller.learn_features()
                 break
             except APIUnavailable as exc:
                 if self._api_failing_since is None:
@@ -340,12 +360,14 @@ class Agent:
             backend=self.backend,
             labels=self.labels,
             agent_config_id=self.settings.agent_config_id or None,
+            heartbeat_period=self.settings.heartbeat_period,  # the server sizes the lease on it
         )
         self.id = agent["id"]
         self.client.set_agent_id(self.id)
         self._warn_if_name_in_use(agent.get("previous_heartbeat"))
         # The seed's "test query": a queue read proves the role can poll.
         self.client.get_queue(self.labels, self.clock.now(), limit=1)
+        self._note_api_success()
 
     def _warn_if_name_in_use(self, previous_heartbeat: str | None) -> None:
         if not previous_heartbeat:
@@ -463,49 +485,51 @@ class Agent:
     # --- the poll loop --------------------------------------------------------------------
 
     def poll_loop(self) -> None:
-        backoff = Backoff()
-        remaining = self.settings.max_polls
-        while not self.stopping and (remaining is None or remaining > 0):
-            self._wake.clear()
-            found = self.poll_once()
-            if remaining is not None:
-                remaining -= 1
-            if not found and self.settings.until_idle and self._idle():
-                self.logger.info("No work left: stopping (--until-idle)")
-                break
-            delay = backoff.next_delay(found)
-            if delay:
-                self.logger.debug("Next poll in %.2fs", delay)
-                self.clock.wait(self._wake, delay)
+        """Poll until stopped or ``--max-polls`` (see :mod:`agent_core.engine.poller`)."""
+        self.poller.loop()
 
-    def poll_once(self) -> bool:
-        """Ask for ready runs and submit the new ones; True if any was submitted."""
-        self._polls += 1
-        self._last_poll_attempt = self.clock.monotonic()
-        before = self.clock.now().add(seconds=self.settings.prefetch_seconds)
-        try:
-            items = self.client.get_queue(self.labels, before, limit=max(self.pool.workers * 2, 10))
-        except APIUnavailable as exc:
-            self._poll_errors += 1
-            self._note_api_failure(exc)
-            return False
-        except AgentError as exc:
-            self._poll_errors += 1
-            self.logger.error("Failed to query for ready flow runs: %s", exc)
-            return False
-        self._note_api_success()
-        runs = [FlowRun.from_api(item) for item in items]
+    def poll_once(self, wait: float = 0.0) -> bool:
+        """Ask for ready runs (the server waiting up to ``wait`` s) and submit the new ones;
+        True if any was submitted."""
+        return self.poller.poll_once(wait)
+
+    def accept_runs(self, runs: list[FlowRun]) -> bool:
+        """Hand the runs not yet in flight to deploy threads; True if any was new.
+
+        A run the server claimed for this agent (Submitted, ours) is deployed at once; a
+        Scheduled one waits for its start time on its thread, then is claimed.
+        """
+        mine = [run for run in runs if run.state == State.SUBMITTED and run.agent_id == self.id]
+        scheduled = [run for run in runs if run.state == State.SCHEDULED]
         with self._in_flight_lock:
-            new = [run for run in runs if run.id not in self._in_flight]
-            self._in_flight.update(run.id for run in new)
-        skipped = len(runs) - len(new)
-        if new:
-            self.logger.info("Found %d flow run(s) to submit for execution.", len(new))
+            new_mine = [run for run in mine if run.id not in self._in_flight]
+            new_scheduled = [run for run in scheduled if run.id not in self._in_flight]
+            self._in_flight.update(run.id for run in new_mine + new_scheduled)
+            self._unclaimed.update(run.id for run in new_scheduled)
+        if new_mine or new_scheduled:
+            self.logger.info("Found %d flow run(s) to submit for execution.", len(new_mine) + len(new_scheduled))
+        skipped = len(runs) - len(new_mine) - len(new_scheduled)
         if skipped:
             self.logger.debug("%d run(s) already being submitted", skipped)
-        for run in new:
+        for run in new_mine:
+            self.events.emit(run, State.SCHEDULED, State.SUBMITTED, f"Submitted by agent {self.name}")
+            self.pool.submit(self._deploy_claimed_task, run)
+        for run in new_scheduled:
             self.pool.submit(self._deploy, run)
-        return bool(new)
+        return bool(new_mine or new_scheduled)
+
+    def is_handled(self, run_id: str) -> bool:
+        """Whether a deploy thread or the monitor has the run."""
+        return self.is_in_flight(run_id) or self.monitor.is_tracked(run_id)
+
+    def holding_early_runs(self) -> bool:
+        """Whether runs fetched before their start time wait on deploy threads, unclaimed."""
+        with self._in_flight_lock:
+            return bool(self._unclaimed)
+
+    def may_claim(self) -> bool:
+        """Whether the agent takes new runs now (not while stopping)."""
+        return not self.stopping
 
     def _idle(self) -> bool:
         if self.pool.pending or self.monitor.count:
@@ -546,8 +570,24 @@ class Agent:
             if self.stopping:
                 return
             claimed = self.claim(run)
+            with self._in_flight_lock:
+                self._unclaimed.discard(run.id)
             if claimed is not None:
                 self.deploy_claimed(claimed)
+        except Exception:
+            self.logger.exception("Unexpected error while deploying flow run %s", run.id)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(run.id)
+                self._unclaimed.discard(run.id)
+
+    def _deploy_claimed_task(self, run: FlowRun) -> None:
+        """A deploy thread's task for a run the server claimed for this agent."""
+        try:
+            if self.stopping:
+                self.hand_back(run, f"Agent {self.name} is shutting down: handed back before deploying")
+                return
+            self.deploy_claimed(run)
         except Exception:
             self.logger.exception("Unexpected error while deploying flow run %s", run.id)
         finally:
@@ -560,7 +600,13 @@ class Agent:
             data = self.client.set_flow_run_state(
                 run.id, version=run.version, state=State.SUBMITTED.value, message=f"Submitted by agent {self.name}"
             )
-        except (StateUpdateConflict, IllegalTransition, NotFound) as exc:
+        except (StateUpdateConflict, IllegalTransition) as exc:
+            # Maybe a long poll claimed it for us meanwhile (the server claims runs as they fall due).
+            claimed = self._claim_outcome(run)
+            if claimed is None:
+                self.logger.debug("Flow run %s not claimed: %s", run.id, exc)
+                return None
+        except NotFound as exc:
             self.logger.debug("Flow run %s not claimed: %s", run.id, exc)
             return None
         except APIUnavailable:
@@ -580,6 +626,8 @@ class Agent:
             except APIUnavailable:
                 self.clock.wait(self._stopping, min(backoff.next_delay(False), MAX_API_WAIT))
                 continue
+            except NotFound:
+                return None
             ours = (
                 current.state == State.SUBMITTED and current.agent_id == self.id and current.version == run.version + 1
             )
@@ -612,6 +660,29 @@ class Agent:
         self.logger.info("Completed deployment of flow run %s", run.id)
         self.write_run_log(run.id, f"Submitted for execution: {deployment}")
         self.monitor.track(run, deployment)
+
+    def hand_back(self, run: FlowRun, message: str) -> bool:
+        """Submitted -> Scheduled: a run claimed but never launched goes back to any agent.
+
+        False if it could not be handed back (another change came first, or the API is away:
+        then the server's lease recovery, or this agent's leave, puts it back).
+        """
+        try:
+            data = self.client.set_flow_run_state(
+                run.id, version=run.version, state=State.SCHEDULED.value, message=message
+            )
+        except (StateUpdateConflict, IllegalTransition, NotFound) as exc:
+            self.logger.debug("Run %s not handed back: %s", run.id, exc)
+            return False
+        except APIUnavailable as exc:
+            self.logger.warning("Could not hand run %s back (%s); the API recovers it with the lease", run.id, exc)
+            return False
+        updated = FlowRun.from_api(data)
+        old = run.state
+        run.version, run.state = updated.version, updated.state
+        self.logger.info("Handed flow run %s back: %s", run.id, message)
+        self.events.emit(run, old, State.SCHEDULED, message)
+        return True
 
     def set_final_state(self, run: FlowRun, state: State, message: str) -> bool:
         """Move ``run`` to ``state``, re-reading it on a conflict. True once nothing is left to do."""
@@ -684,9 +755,32 @@ class Agent:
         if self._started_plugins:
             call_each(self.pm, "on_shutdown", agent=self)
         self.run_logs.stop()
+        self._leave(LEAVE_WAIT)
         if self._health_server is not None:
             self._health_server.stop()
         self.logger.info("Agent %s stopped", self.name)
+
+    def _leave(self, wait: float) -> None:
+        """Tell the API this agent left (its undeployed runs go back at once), waiting at most ``wait`` s."""
+        if not self.id or "leave" not in self.poller.features:
+            return
+
+        def leave() -> None:
+            try:
+                answer = self.client.leave_agent(self.id)
+            except AgentError as exc:
+                self.logger.warning("Could not tell the API the agent left (%s): its lease runs out instead", exc)
+                return
+            handed = answer.get("handed_back") or []
+            if handed:
+                self.logger.info("The API handed %d undeployed run(s) back for other agents", len(handed))
+
+        # On a thread: an unanswering API must not hold the exit past its budget.
+        thread = threading.Thread(target=leave, name="leave", daemon=True)
+        thread.start()
+        thread.join(wait)
+        if thread.is_alive():
+            self.logger.warning("The API did not answer the agent's leave within %.0fs: exiting anyway", wait)
 
     def _install_signal_handlers(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

@@ -1,7 +1,12 @@
-"""The agent's own small HTTP API: ``GET /api/health`` and ``POST /api/poke``.
+"""The agent's own small HTTP API: probes, metrics and a poke.
 
-Served by waitress on its own thread, only when ``--agent-address`` is given, so that an
-orchestrator (Kubernetes, systemd, a load balancer) can check the agent and wake it.
+``GET /api/health/live`` (the process and its loops are alive) and ``GET /api/health/ready``
+(the agent can take work: the API reachable, the last poll recent, the backend's preflight
+passing) answer 200 or 503 with the problems named; neither says ok before the first
+successful contact with the API. ``GET /api/health`` keeps its older meaning (poll loop and API
+stalls, plugin problems). ``GET /metrics`` is Prometheus text; ``POST /api/poke`` wakes the
+poll loop. Served by waitress on its own thread, only when ``--agent-address`` is given, so that
+an orchestrator (Kubernetes, systemd, a load balancer, Prometheus) can check the agent.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from urllib.parse import urlsplit
 
 import falcon
 
+from agent_core.engine.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent_core.errors import StartupError
 from agent_core.serving import RunningServer, serve_in_thread
 
 if TYPE_CHECKING:
     from agent_core.engine.agent import Agent
+    from agent_core.engine.metrics import AgentMetrics
 
 
 class HealthResource:
@@ -28,6 +35,33 @@ class HealthResource:
         resp.status = falcon.HTTP_200 if status["status"] == "ok" else falcon.HTTP_503
 
 
+class ProbeResource:
+    """``/api/health/live`` or ``/api/health/ready``: 200 when ``check()`` is ok, else 503."""
+
+    def __init__(self, agent: Agent, probe: str) -> None:
+        self.agent = agent
+        self.probe = probe
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ok, problems = self.agent.liveness() if self.probe == "live" else self.agent.readiness()
+        resp.media = {
+            "status": "ok" if ok else f"not {self.probe}",
+            "problems": problems,
+            "agent_id": self.agent.id,
+            "name": self.agent.name,
+        }
+        resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
+
+
+class MetricsResource:
+    def __init__(self, metrics: AgentMetrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = METRICS_CONTENT_TYPE
+        resp.data = self.metrics.render()
+
+
 class PokeResource:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -37,9 +71,14 @@ class PokeResource:
         resp.media = {"poked": True}
 
 
-def create_health_app(agent: Agent) -> falcon.App:
+def create_health_app(agent: Agent, metrics: AgentMetrics | None = None) -> falcon.App:
+    """The app; ``/metrics`` is served when ``metrics`` is given."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.add_route("/api/health", HealthResource(agent))
+    app.add_route("/api/health/live", ProbeResource(agent, "live"))
+    app.add_route("/api/health/ready", ProbeResource(agent, "ready"))
+    if metrics is not None:
+        app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/api/poke", PokeResource(agent))
     return app
 
@@ -58,6 +97,6 @@ def parse_agent_address(address: str) -> tuple[str, int]:
 def start_health_server(agent: Agent, address: str) -> RunningServer:
     host, port = parse_agent_address(address)
     try:
-        return serve_in_thread(create_health_app(agent), host, port, name="health-api", threads=2)
+        return serve_in_thread(create_health_app(agent, agent.metrics), host, port, name="health-api", threads=2)
     except StartupError as exc:
         raise StartupError(f"cannot serve the health API on {address}: {exc}") from None

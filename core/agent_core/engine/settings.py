@@ -26,6 +26,11 @@ class AgentSettings:
     heartbeat_period: float = 30.0
     monitor_interval: float = 1.0
     prefetch_seconds: float = 10.0
+    # Against a server with long_poll: how long one poll waits there for a run (capped by the
+    # server's max_wait_seconds); 0 polls with the 0.25 -> 10 s backoff. Not used with
+    # --max-polls or --until-idle, whose polls answer at once.
+    long_poll_seconds: float = 30.0
+    readiness_interval: float = 30.0
     max_workers: int = 0
     drain_timeout: float = 30.0
     cancel_grace_seconds: float = 10.0

@@ -150,4 +150,4 @@ def _add_routes(app: falcon.App, service: APIService, auth: Authenticator, max_b
     app.add_route("/api/openapi.json", _OpenAPIResource(openapi_document(ENDPOINTS, auth_required=auth.required)))
     app.add_route("/metrics", _MetricsResource(service, auth))
     # The dashboard: `/` and `/ui/...`, same keys as the API (server/ui/).
-    register_ui(app, service.store, auth)
+    register_ui(app, service.store, auth, lease_seconds=service.settings.agent_lease_seconds)

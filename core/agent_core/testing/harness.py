@@ -65,6 +65,8 @@ class AgentThread:
         settings.setdefault("monitor_interval", 0.1)
         settings.setdefault("heartbeat_period", 0.5)
         settings.setdefault("drain_timeout", 10.0)
+        # Long polls still, but short ones: checks that count polls see several in seconds.
+        settings.setdefault("long_poll_seconds", 1.0)
         self.client = APIClient(api_url, key, retries=1, backoff=0.1)
         pm = get_plugin_manager(
             backend if load_entrypoints else None, load_entrypoints=load_entrypoints, plugins=plugins

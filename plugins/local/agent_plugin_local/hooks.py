@@ -127,7 +127,12 @@ def deployment_logs(flow_run: FlowRun, deployment: Deployment, agent: Any, tail:
 
 @hookimpl
 def cancel_deployment(flow_run: FlowRun, deployment: Deployment, agent: Any, grace_seconds: float) -> bool:
-    return process.stop(agent, _run_dir(deployment), grace_seconds)
+    rd = _run_dir(deployment)
+    stopped = process.stop(agent, rd, grace_seconds)
+    # What the workload printed while stopping: once this returns, the run is Cancelled and
+    # check_deployment (which ships output otherwise) is never called for it again.
+    output.ship(agent, flow_run, rd, final=True)
+    return stopped
 
 
 # --- housekeeping and shutdown --------------------------------------------------------------

@@ -203,11 +203,20 @@ def _v4_agent_leases(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_flow_runs_agent ON flow_runs (agent_id, state)")
 
 
+def _v5_queue_order_index(conn: Connection) -> None:
+    # The queue and the claim read ready runs in (scheduled_start_time, id) order with a limit;
+    # an index in exactly that order lets the database stop after the first few instead of
+    # sorting every due run on each call. It covers what ix_flow_runs_queue did.
+    conn.exec_driver_sql("CREATE INDEX ix_flow_runs_ready ON flow_runs (tenant_id, state, scheduled_start_time, id)")
+    conn.exec_driver_sql("DROP INDEX ix_flow_runs_queue")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "run retries and state history", _v2_retries_and_history),
     Migration(3, "unique agent names per tenant", _v3_unique_agent_names),
     Migration(4, "agent leases and leaving", _v4_agent_leases),
+    Migration(5, "queue order index", _v5_queue_order_index),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -81,7 +81,8 @@ flow_runs = sa.Table(
     sa.Column("max_retries", sa.Integer, nullable=False, server_default="0"),
     sa.Column("retry_delay_seconds", sa.Float, nullable=False, server_default="0"),
     sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_flow_runs_idempotency"),
-    sa.Index("ix_flow_runs_queue", "tenant_id", "state", "scheduled_start_time"),
+    # changed by migration 5 (was ix_flow_runs_queue, without id): the queue's order
+    sa.Index("ix_flow_runs_ready", "tenant_id", "state", "scheduled_start_time", "id"),
     sa.Index("ix_flow_runs_created", "tenant_id", "created", "id"),
     # added by migration 4: the lease sweep looks runs up by agent and state
     sa.Index("ix_flow_runs_agent", "agent_id", "state"),

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from agent_core.errors import BadRequest, IllegalTransition, NotFound, StateUpdateConflict
 from agent_core.server.storage import schema as t
+from agent_core.server.storage.claim import CLAIM
 from agent_core.states import FINAL_STATES, State, can_transition
 
 DEFAULT_TENANT = "default"
@@ -101,6 +102,7 @@ class Store:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
         self._ready_listeners: list[ReadyListener] = []
+        self._agent_names: dict[tuple[str, str], str] = {}
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         """Call ``listener(tenant_id, labels)`` after each commit that made a run ready (created,
@@ -135,6 +137,14 @@ class Store:
             if len(payload.encode()) > _MAX_NOTIFY_PAYLOAD:
                 payload = json.dumps({"t": tenant_id})
             conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, payload)))
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """A connection without an explicit transaction, for a single statement (atomic by itself):
+        on PostgreSQL this saves the round trips of BEGIN and COMMIT."""
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -720,23 +730,18 @@ class Store:
         (``FOR UPDATE SKIP LOCKED``), so racing agents never wait for or conflict with each other;
         SQLite's write lock, taken at BEGIN, makes the transaction the only writer.
         """
-        r = t.flow_runs
         stamp = now()
+        message = f"Submitted by agent {self._agent_name(tenant_id, agent_id)}"
+        if self.is_postgres:
+            return self._claim_postgres(tenant_id, agent_id, labels, stamp, before, limit, message)
+        r = t.flow_runs
         with self._write() as conn:
-            name = conn.execute(
-                sa.select(t.agents.c.name).where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
-            ).scalar()
-            if name is None:
-                raise NotFound("Agent not found", {"X-Agent-Id": agent_id})
-            message = f"Submitted by agent {name}"
             query = (
                 self._run_select()
                 .where(self._ready(tenant_id, labels) & (r.c.scheduled_start_time <= stamp))
                 .order_by(r.c.scheduled_start_time, r.c.id)
                 .limit(limit)
             )
-            if self.is_postgres:
-                query = query.with_for_update(skip_locked=True, of=r)
             rows = [dict(row) for row in conn.execute(query).mappings()]
             claimed = []
             if rows:
@@ -751,7 +756,7 @@ class Store:
                         agent_id=agent_id,
                     )
                 )
-                if result.rowcount != len(rows):  # the locks above make this impossible
+                if result.rowcount != len(rows):  # the write lock above makes this impossible
                     raise StateUpdateConflict("State update failed", "a claimed run changed concurrently")
                 for row in rows:
                     row.update(self._state_values(row, State.SUBMITTED, message, stamp), agent_id=agent_id)
@@ -775,6 +780,48 @@ class Store:
             if len(claimed) < limit and before > stamp:
                 later = self._queued(conn, tenant_id, labels, stamp, before, limit - len(claimed))
         return claimed + later
+
+    def _claim_postgres(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        labels: list[str],
+        stamp: pendulum.DateTime,
+        before: pendulum.DateTime,
+        limit: int,
+        message: str,
+    ) -> list[dict[str, Any]]:
+        """The claim as one statement outside a transaction (``claim.py``): one round trip."""
+        params = {
+            "tenant_id": tenant_id,
+            "agent_id": agent_id,
+            "message": message,
+            "stamp": stamp,
+            "before": max(before, stamp),
+            "labels": list(labels),
+            "limit": limit,
+        }
+        with self._autocommit() as conn:
+            rows = conn.execute(CLAIM, params).mappings().all()
+        claimed = [self._run_dict(row) for row in rows if row["part"] == 0]
+        later = [self._run_dict(row) for row in rows if row["part"] == 1]
+        return claimed + later[: limit - len(claimed)]
+
+    def _agent_name(self, tenant_id: str, agent_id: str) -> str:
+        """The registered agent's name, or a 404. Cached: an agent keeps its id and name for good
+        (registering a known name answers its id; agents are never deleted), so the hot path
+        reads it once per server."""
+        key = (tenant_id, agent_id)
+        name = self._agent_names.get(key)
+        if name is None:
+            with self._read() as conn:
+                name = conn.execute(
+                    sa.select(t.agents.c.name).where((t.agents.c.id == agent_id) & (t.agents.c.tenant_id == tenant_id))
+                ).scalar()
+            if name is None:
+                raise NotFound("Agent not found", {"X-Agent-Id": agent_id})
+            self._agent_names[key] = name
+        return name
 
     @staticmethod
     def _run_dict(row: Any) -> dict[str, Any]:

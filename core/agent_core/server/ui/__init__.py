@@ -6,7 +6,7 @@ the key in an HttpOnly session cookie; with auth off (a loopback server, ``agent
 is needed, as for the API. Every role may look; actions (cancelling a run) need ``admin``, so
 a ``user`` key gives a read-only dashboard.
 
-``register_ui(app, store, auth)`` adds the routes; ``create_app`` calls it.
+``register_ui(app, store, auth, lease_seconds=...)`` adds the routes; ``create_app`` calls it.
 """
 
 from __future__ import annotations

@@ -202,21 +202,28 @@ class CancelRun(_Base):
         _redirect(resp, target)
 
 
-class AgentsPage(_Base):
+class _AgentsBase(_Base):
+    def __init__(self, store: Store, auth: Authenticator, lease_seconds: float) -> None:
+        super().__init__(store, auth)
+        self.lease_seconds = lease_seconds  # the server's agent_lease_seconds, for the lease column
+
+
+class AgentsPage(_AgentsBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         current = self.who(req, resp)
         if current is None:
             return
         agents = self.store.list_agents(current.principal.tenant_id)
-        _html(resp, self.layout(current, "Agents", views.agents_page(agents), "agents"))
+        page = views.agents_page(agents, self.lease_seconds)
+        _html(resp, self.layout(current, "Agents", page, "agents"))
 
 
-class AgentsFragment(_Base):
+class AgentsFragment(_AgentsBase):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         current = self.who(req, resp)
         if current is None:
             return
-        _html(resp, views.agent_rows(self.store.list_agents(current.principal.tenant_id)))
+        _html(resp, views.agent_rows(self.store.list_agents(current.principal.tenant_id), self.lease_seconds))
 
 
 class FlowsPage(_Base):
@@ -278,19 +285,24 @@ class Static:
         resp.set_header("X-Content-Type-Options", "nosniff")
 
 
-def register_ui(app: falcon.App, store: Store, auth: Authenticator) -> None:
-    """Add the dashboard's routes to the API app (``/`` and ``/ui/...``; the API keeps ``/api/``)."""
+def register_ui(
+    app: falcon.App, store: Store, auth: Authenticator, *, lease_seconds: float = views.DEFAULT_LEASE_SECONDS
+) -> None:
+    """Add the dashboard's routes to the API app (``/`` and ``/ui/...``; the API keeps ``/api/``).
+
+    ``lease_seconds``: the server's ``[server] agent_lease_seconds``, shown on the agents page.
+    """
     routes: list[tuple[str, Callable[[], object]]] = [
         ("/", lambda: RunsPage(store, auth)),
         ("/ui", lambda: RunsPage(store, auth)),
         ("/ui/runs/{run_id}", lambda: RunPage(store, auth)),
         ("/ui/runs/{run_id}/logs", lambda: RunLogs(store, auth)),
         ("/ui/runs/{run_id}/cancel", lambda: CancelRun(store, auth)),
-        ("/ui/agents", lambda: AgentsPage(store, auth)),
+        ("/ui/agents", lambda: AgentsPage(store, auth, lease_seconds)),
         ("/ui/flows", lambda: FlowsPage(store, auth)),
         ("/ui/fragments/runs", lambda: RunsFragment(store, auth)),
         ("/ui/fragments/runs/{run_id}", lambda: RunFragment(store, auth)),
-        ("/ui/fragments/agents", lambda: AgentsFragment(store, auth)),
+        ("/ui/fragments/agents", lambda: AgentsFragment(store, auth, lease_seconds)),
         ("/ui/login", lambda: Login(store, auth)),
         ("/ui/logout", lambda: Logout(store, auth)),
         ("/ui/static/{name}", Static),

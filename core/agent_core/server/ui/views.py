@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 50
 REFRESH_SECONDS = 3
-# An agent heartbeats every 30 s by default; the server recovers its runs after the lease
-# (`[server] agent_lease_seconds`, default 90 s). Past that it is shown as silent.
-AGENT_SILENT_AFTER = 90.0
+# The lease the server gives an agent with each heartbeat (`[server] agent_lease_seconds`, 90 s by
+# default, or 3 heartbeat periods if longer): past it, the server recovers the agent's runs.
+DEFAULT_LEASE_SECONDS = 90.0
 
 
 def layout(current: Viewer, tenant: str, title: str, body: str, active: str, *, auth_required: bool) -> str:
@@ -153,39 +153,68 @@ def _deployment(deployment: dict[str, Any]) -> str:
 # --- agents and flows ---------------------------------------------------------------------
 
 
-def agent_health(agent: dict[str, Any], now: pendulum.DateTime | None = None) -> tuple[str, str]:
-    """(label, css class): alive while heartbeats come, silent past the lease, left after a clean exit."""
-    if agent.get("left") or agent.get("left_at"):
-        return "left", "cancelled"
+def agent_lease_until(agent: dict[str, Any], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> str | None:
+    """When the agent's lease ends: as the server recorded it, else its last heartbeat plus the
+    server's ``agent_lease_seconds`` (an agent registered before leases were recorded)."""
+    if agent.get("lease_until"):
+        return str(agent["lease_until"])
     seen = agent.get("last_heartbeat")
     if not seen:
-        return "never seen", "failed"
+        return None
     moment = pendulum.parse(seen)
     assert isinstance(moment, pendulum.DateTime)
-    age = ((now or pendulum.now("UTC")) - moment).total_seconds()
-    if age <= AGENT_SILENT_AFTER:
+    return moment.add(seconds=lease_seconds).isoformat()
+
+
+def agent_health(
+    agent: dict[str, Any], now: pendulum.DateTime | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS
+) -> tuple[str, str]:
+    """(label, css class): alive while its lease holds, lease expired once the server may have
+    recovered its runs, left after a clean exit."""
+    if agent.get("left") or agent.get("left_at"):
+        return "left", "cancelled"
+    until = agent_lease_until(agent, lease_seconds)
+    if until is None:
+        return "never seen", "failed"
+    end = pendulum.parse(until)
+    assert isinstance(end, pendulum.DateTime)
+    overdue = ((now or pendulum.now("UTC")) - end).total_seconds()
+    if overdue <= 0:
         return "alive", "success"
-    return f"silent for {int(age)} s", "failed"
+    return f"lease expired {int(overdue)} s ago", "failed"
 
 
-def agents_page(agents: list[dict[str, Any]]) -> str:
+def agent_lease(agent: dict[str, Any], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> str:
+    """The lease cell: when the agent left, or until when its lease holds (or held)."""
+    left = agent.get("left") or agent.get("left_at")
+    if left:
+        return f"left {when(str(left))}"
+    until = agent_lease_until(agent, lease_seconds)
+    return f"until {when(until)}" if until else "-"
+
+
+def agents_page(agents: list[dict[str, Any]], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> str:
     return f"""<h1>Agents</h1>
+<p class="muted">An agent's lease is renewed by each heartbeat; once it expires the server hands the
+agent's runs back or fails them ({int(lease_seconds)} s, or three heartbeat periods if longer).</p>
 <table class="agents"><thead><tr><th>Name</th><th>Backend</th><th>Labels</th><th>Last heartbeat</th>
-<th>Health</th><th>Id</th></tr></thead>
+<th>Health</th><th>Lease</th><th>Id</th></tr></thead>
 <tbody id="agents" data-refresh="/ui/fragments/agents" data-every="{REFRESH_SECONDS * 2}">
-{agent_rows(agents)}
+{agent_rows(agents, lease_seconds)}
 </tbody></table>"""
 
 
-def agent_rows(agents: list[dict[str, Any]]) -> str:
+def agent_rows(agents: list[dict[str, Any]], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> str:
     if not agents:
-        return '<tr class="empty"><td colspan="6">No agents have registered yet.</td></tr>'
+        return '<tr class="empty"><td colspan="7">No agents have registered yet.</td></tr>'
     out = []
     for a in agents:
-        label, css = agent_health(a)
+        label, css = agent_health(a, lease_seconds=lease_seconds)
         out.append(
             f"<tr><td>{h(a['name'])}</td><td>{h(a['backend'])}</td><td>{h(', '.join(a['labels']) or '-')}</td>"
-            f'<td>{when(a["last_heartbeat"])}</td><td><span class="state {css}">{h(label)}</span></td>'
+            f'<td class="heartbeat">{when(a["last_heartbeat"])}</td>'
+            f'<td><span class="state {css}">{h(label)}</span></td>'
+            f'<td class="lease">{agent_lease(a, lease_seconds)}</td>'
             f"<td><code>{h(a['id'][:8])}</code></td></tr>"
         )
     return "\n".join(out)

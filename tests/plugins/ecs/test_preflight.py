@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +106,19 @@ def test_unreachable_aws_fails_the_checks_without_raising(server, backend_settin
     assert not found["AWS credentials"].ok and not found["ECS cluster"].ok
     assert "Could not connect to the endpoint URL" in found["AWS credentials"].detail
     assert "--set endpoint_url=URL" in found["AWS credentials"].fix and found["ECS cluster"].fix
+
+
+def test_agent_doctor_prints_each_ecs_failure_with_its_fix(server, backend_settings, tmp_path: Path) -> None:
+    settings = {**backend_settings, "cluster": "no-such-cluster", "log_group": "/agent-test/absent"}
+    command = [sys.executable, "-m", "agent_core.cli.main", "--api", server.url, "doctor", "--backend", "ecs"]
+    for key, value in settings.items():
+        command += ["--set", f"{key}={value}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT")}
+    env["AGENT_HOME"] = str(tmp_path / "home")
+    done = subprocess.run([*command, "-o", "json"], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    failed = {check["name"]: check for check in json.loads(done.stdout) if not check["ok"]}
+    assert set(failed) == {"ECS cluster", "CloudWatch log group"}, failed
+    assert "aws ecs create-cluster --cluster-name no-such-cluster" in failed["ECS cluster"]["fix"]
+    assert "aws logs create-log-group --log-group-name /agent-test/absent" in failed["CloudWatch log group"]["fix"]

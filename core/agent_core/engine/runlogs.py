@@ -39,6 +39,10 @@ class RunLogShipper:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        """False once the shipping thread ended without being stopped."""
+        return self._thread.ident is None or self._thread.is_alive() or self._stop.is_set()
+
     def write(self, flow_run_id: str, message: str, level: str = "INFO") -> None:
         """Queue a log entry; a message longer than the API takes is split into several."""
         stamp = pendulum.now("UTC").isoformat()

@@ -290,7 +290,8 @@ class Agent:
             parts.start(Step("registration", self.connect, self._leave), stop_within=LEAVE_WAIT)
             if self.stopping:
                 return
-            parts.start(Step("run-logs", self.run_logs.start, self._stop_run_logs), stop_within=RUN_LOGS_STOP_WAIT)
+            run_logs = Step("run-logs", self.run_logs.start, self._stop_run_logs, self.run_logs.alive)
+            parts.start(run_logs, stop_within=RUN_LOGS_STOP_WAIT)
             parts.start(Step("plugins", self._start_plugins, self._stop_plugins))
             self.readiness_checks.check()
             self._banner()
@@ -317,7 +318,8 @@ class Agent:
         call_each(self.pm, "on_shutdown", agent=self)
 
     def _stop_run_logs(self, deadline: float) -> None:
-        self.run_logs.stop(remaining(deadline))
+        # Its stop waits twice (the flush, then the thread): each gets half.
+        self.run_logs.stop(remaining(deadline) / 2)
 
     def _part_failed(self, failure: PartFailed) -> None:
         """A part kept dying: stop (readiness fails from now on); start() raises ``failure``."""

@@ -81,11 +81,10 @@ class Monitor:
     def alive(self) -> bool:
         return self.thread is None or self.thread.is_alive() or self._stop.is_set()
 
-    def stop(self, deadline: float = 0.0) -> None:
+    def stop(self, deadline: float) -> None:
         """Stop the loop and wait, until ``deadline`` (``time.monotonic()``), for it and for the
         cancels in progress (a cancel's grace period may outlast it: then it is named)."""
         self._stop.set()
-        deadline = deadline or time.monotonic() + 10
         if self.thread is not None and self.thread.is_alive():
             self.thread.join(max(0.0, deadline - time.monotonic()))
         for item in self.tracked():

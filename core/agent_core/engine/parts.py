@@ -57,12 +57,20 @@ def remaining(deadline: float) -> float:
 
 
 class Step:
-    """A part without a thread: something done at start (``start``) and undone at stop."""
+    """A part made of callables: something done at start and undone at stop; ``alive``
+    (default: always) for one whose work goes on on a thread of its own."""
 
-    def __init__(self, name: str, start: Callable[[], None], stop: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        start: Callable[[], None],
+        stop: Callable[[float], None],
+        alive: Callable[[], bool] | None = None,
+    ) -> None:
         self.name = name
         self._start = start
         self._stop = stop
+        self._alive = alive
 
     def start(self) -> None:
         self._start()
@@ -71,7 +79,7 @@ class Step:
         self._stop(deadline)
 
     def alive(self) -> bool:
-        return True
+        return self._alive is None or self._alive()
 
 
 class LoopThread:

@@ -37,6 +37,9 @@ class RunLogShipper:
         self._thread = threading.Thread(target=self._run, name="run-logs", daemon=True)
 
     def start(self) -> None:
+        """Start (or, after it died, restart) the shipping thread."""
+        if self._thread.ident is not None:
+            self._thread = threading.Thread(target=self._run, name="run-logs", daemon=True)
         self._thread.start()
 
     def alive(self) -> bool:

@@ -98,7 +98,12 @@ class StateWriter:
         with self._lock:
             items = list(self._pending.values())
         for item in items:
-            if self.agent.set_final_state(item.run, item.state, item.message):
+            try:
+                written = self.agent.set_final_state(item.run, item.state, item.message)
+            except Exception:  # an answer of the wrong shape: kept, and tried again like an outage
+                self.agent.logger.exception("Could not mark run %s %s; trying again", item.run.id, item.state.value)
+                written = False
+            if written:
                 with self._lock:
                     self._pending.pop(item.run.id, None)
                 self.agent.logger.info("Flow run %s marked %s after all", item.run.id, item.state.value)

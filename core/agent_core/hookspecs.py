@@ -219,7 +219,10 @@ def cancel_deployment(
 def heartbeat(agent: AgentContext) -> None:
     """Periodic work: check platform health, reap finished workloads, report metrics.
 
-    Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin.
+    Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin, also
+    while the agent drains; never once ``on_shutdown`` has been called. An exception that is not
+    an ``Exception`` (``SystemExit``) ends the heartbeat thread: it is restarted, and a fourth
+    death within a minute stops the agent.
     To make the health endpoint report a problem, call ``agent.set_problem(name, message)``
     (and ``agent.clear_problem(name)`` once it is gone).
 
@@ -273,10 +276,12 @@ def flow_run_state_changed(
 def on_shutdown(agent: AgentContext) -> None:
     """Release what the plugin holds (clients, threads, temporary files).
 
-    Called on the main thread once the poll loop has stopped and in-flight deployments are
-    drained (or the drain timeout passed) and the heartbeat thread has stopped; also after a
+    Called on the main thread once the poll loop has stopped, in-flight deployments are
+    drained (or the drain timeout passed), and the heartbeat, readiness checks, monitor and
+    run events have stopped (no other hook of this agent starts after it); also after a
     failed start-up once ``on_startup`` was called (even if it raised). Running workloads are
-    left alone: a restarted agent re-attaches to them.
+    left alone: a restarted agent re-attaches to them. Keep it short: it counts against the
+    shutdown's budget (``drain_timeout`` + 15 s) and nothing can cut it short.
 
     :raise Exception: logged; the other plugins' ``on_shutdown`` still run.
     """

@@ -23,9 +23,11 @@ from agent_core import __version__, workload
 from agent_core.client import APIClient
 from agent_core.engine.backoff import Backoff
 from agent_core.engine.clock import Clock, SystemClock
+from agent_core.engine.deploying import Deploying
 from agent_core.engine.events import RunEvents
 from agent_core.engine.health import start_health_server
 from agent_core.engine.hooks import call_each
+from agent_core.engine.lease import LeaseKeeper
 from agent_core.engine.metrics import AgentMetrics
 from agent_core.engine.monitor import Monitor
 from agent_core.engine.outcomes import OutcomeLog
@@ -34,6 +36,7 @@ from agent_core.engine.pool import DeployPool
 from agent_core.engine.runlogs import RunLogShipper
 from agent_core.engine.settings import AgentSettings
 from agent_core.engine.state_writer import StateWriter
+from agent_core.engine.timeouts import Timeouts
 from agent_core.errors import (
     AgentError,
     APIUnavailable,
@@ -140,6 +143,9 @@ class Agent:
         # Run-event listeners (owned by the observability part): /metrics and the outcome lines.
         self.metrics = AgentMetrics(self)
         self.outcomes = OutcomeLog(self)
+        self.timeouts = Timeouts(self)  # start and run timeouts (a part)
+        self.lease = LeaseKeeper(self)  # a heartbeat saying the lease expired
+        self.deploying = Deploying()  # claims not yet launched, handed back at the drain deadline
 
     # --- the public surface for plugins ---------------------------------------------------
 
@@ -303,6 +309,7 @@ class Agent:
             self.state_writer.start()
             self.reconcile()
             self.monitor.start()
+            self.timeouts.start()
             self._readiness_thread = threading.Thread(target=self._readiness_loop, name="readiness", daemon=True)
             self._readiness_thread.start()
             self._start_heartbeat()
@@ -506,6 +513,7 @@ class Agent:
         except Exception:
             self.logger.exception("API heartbeat failed")
         else:
+            self.lease.on_heartbeat(answer)
             for data in answer.get("cancelling", []):
                 self.monitor.request_cancel(FlowRun.from_api(data))
         call_each(self.pm, "heartbeat", agent=self)
@@ -668,6 +676,7 @@ class Agent:
 
     def deploy_claimed(self, run: FlowRun) -> None:
         self.logger.info("Deploying flow run %s (%s)", run.id, run.flow_name)
+        self.deploying.begin(run)
         try:
             run_config = resolve_run_config(run.run_config, self.backend, self.run_config_schema)
             result = self.pm.hook.deploy_flow(flow_run=run, run_config=run_config, agent=self)
@@ -675,12 +684,17 @@ class Agent:
                 raise DeploymentError(f"backend {self.backend!r} returned nothing from deploy_flow")
             deployment = result if isinstance(result, Deployment) else Deployment(self.backend, "", str(result))
         except Exception as exc:
+            if self.deploying.end(run.id):
+                return  # handed back at the drain deadline meanwhile: not this agent's to fail
             message = str(exc) or exc.__class__.__name__
             self.logger.error(
                 "Deployment of flow run %s failed: %s", run.id, message, exc_info=not isinstance(exc, AgentError)
             )
             self.write_run_log(run.id, message, "ERROR")
             self.state_writer.write(run, State.FAILED, message)
+            return
+        if self.deploying.end(run.id):
+            self.deploying.withdraw(self, run, deployment)  # handed back at the drain deadline meanwhile
             return
         # Recorded even without a platform id (a backend returning a plain string), so that a
         # restarted agent knows this run was deployed and does not fail it.
@@ -781,6 +795,11 @@ class Agent:
                 self.pool.pending,
                 self.settings.drain_timeout,
             )
+            self.deploying.hand_back_all(
+                self, f"Agent {self.name} stopped before deploying this run (drain timeout): handed back"
+            )
+        self.timeouts.stop(time.monotonic() + self.settings.cancel_grace_seconds + 5)
+        self.lease.stop(time.monotonic() + 5)
         self.monitor.stop()
         if self._heartbeat_thread is not None:
             # A heartbeat hook must never run after on_shutdown released what it uses.

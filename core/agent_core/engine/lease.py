@@ -12,9 +12,13 @@ every run the monitor watches back from the API, and for each run no longer this
 (another attempt, another agent, handed back, or made final by the recovery) it takes the run
 from the monitor, stops its workload through ``cancel_deployment`` on a thread of its own (the
 heartbeat must go on meanwhile), writes it to the run's logs and the agent's log, and emits a
-run event with the message ``lease lost: ...``. The monitor calls :meth:`LeaseKeeper.give_up`
-too when it finds one of its runs moved to another agent or attempt. Runs still this agent's
-(the sweep had not reached them) are kept, as after a restart in time.
+run event with the message ``lease lost: ...``. Runs still this agent's (the sweep had not
+reached them) are kept, as after a restart in time.
+
+The monitor does the same without waiting for a heartbeat where it finds out first: a state
+change refused because the run moved to another agent or attempt (:meth:`LeaseKeeper.give_up`),
+or this agent deploying a newer attempt of a run whose older attempt it still watches, when only
+its heartbeat thread was held up (:meth:`LeaseKeeper.abandon`).
 """
 
 from __future__ import annotations
@@ -83,11 +87,16 @@ class LeaseKeeper:
 
     def give_up(self, item: Tracked, current: FlowRun | None) -> bool:
         """Take ``item`` from the monitor and stop its workload; False if the monitor had let it go."""
-        agent, run = self.agent, item.run
-        if agent.monitor.release(run.id) is not item:
+        if self.agent.monitor.release(item.run.id) is not item:
             return False
+        self.abandon(item, current)
+        return True
+
+    def abandon(self, item: Tracked, current: FlowRun | None) -> None:
+        """Stop the workload of ``item`` (no longer tracked), whose run is now ``current`` on the API."""
+        agent, run = self.agent, item.run
         if current is None:
-            new, now = State.FAILED, "gone from the API"
+            new, now = State.FAILED, "it is gone from the API"
         elif current.attempt != run.attempt:
             new, now = State.FAILED, f"attempt {run.attempt} was failed, the run retried as attempt {current.attempt}"
         elif current.agent_id not in (None, agent.id):
@@ -103,7 +112,6 @@ class LeaseKeeper:
         with self._lock:
             self._stoppers = [t for t in self._stoppers if t.is_alive()] + [thread]
         thread.start()
-        return True
 
     def _stop_workload(self, item: Tracked) -> None:
         agent, run = self.agent, item.run

@@ -49,7 +49,11 @@ class Monitor:
         if run.deployment is None:
             run.deployment = deployment.to_dict()  # so run events carry it
         with self._lock:
+            older = self._tracked.get(run.id)
             self._tracked[run.id] = Tracked(run, deployment)
+        if older is not None and older.run.attempt != run.attempt:
+            # This agent deployed a newer attempt: the older one was taken from it (its lease ran out).
+            self.agent.lease.abandon(older, run)
 
     def untrack(self, run_id: str) -> None:
         with self._lock:

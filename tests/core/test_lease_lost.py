@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from agent_core import Deployment, DeploymentStatus, FlowRun, hookimpl
-from agent_core.client import APIClient
 from agent_core.server.settings import ServerSettings
 from agent_core.states import State
 from agent_core.testing.servers import APIServer

@@ -114,12 +114,14 @@ def list_deployments(agent: AgentContext) -> list[LiveDeployment] | None:
 def preflight(agent: AgentContext) -> list[CheckResult] | None:
     """Checks that the plugin can do its work: credentials, daemon reachable, image present.
 
-    Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``.
-    Must not raise: report a failure as a failed check (an exception is logged and the other
-    plugins' checks still run).
+    Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``, then
+    every ``readiness_interval`` seconds on the agent's ``readiness`` thread. While any check
+    fails the agent claims no runs and ``GET /api/health/ready`` answers 503. Must not raise:
+    report a failure as a failed check (an exception is logged, counts as a failed check named
+    ``PLUGIN preflight``, and the other plugins' checks still run). Keep it quick.
 
     :return: a list of :class:`~agent_core.models.CheckResult`; failed checks are printed by
-        ``agent doctor`` and logged as warnings at start-up.
+        ``agent doctor``, logged as warnings once per change, and stop claims until they pass.
     """
 
 

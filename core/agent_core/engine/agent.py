@@ -431,21 +431,26 @@ class Agent:
             for result in failed:
                 self.logger.warning("preflight %s failed: %s", result.name, result.detail)
             self.logger.warning(
-                "backend %r not ready: claiming no runs until its checks pass (checked every %.0fs)",
+                "backend %r not ready: claiming no runs until its checks pass (checked every %gs)",
                 self.backend,
                 self.settings.readiness_interval,
             )
         elif not failed and not was_ready and old_problem:
             self.logger.info("backend %r ready again: claiming runs", self.backend)
+            self._wake.set()  # the runs left Scheduled meanwhile are claimed now, not after a backoff
 
     def _readiness_loop(self) -> None:
         while not self._stopping.wait(self.settings.readiness_interval):
             self._preflight_warnings()
 
     def preflight(self) -> list[CheckResult]:
+        def raised(plugin: str, exc: Exception) -> list[CheckResult]:
+            # A check that cannot tell is not a pass: readiness fails until it answers.
+            return [CheckResult(f"{plugin} preflight", False, f"raised {type(exc).__name__}: {exc}")]
+
         results: list[CheckResult] = []
-        for batch in call_each(self.pm, "preflight", agent=self):
-            results.extend(batch)
+        for batch in call_each(self.pm, "preflight", on_error=raised, agent=self):
+            results.extend(batch or [])
         return results
 
     def _banner(self) -> None:

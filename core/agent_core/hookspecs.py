@@ -210,6 +210,11 @@ def cancel_deployment(
     ``check_deployment`` for it no more: ship what the workload wrote while stopping
     (``agent.write_output``) before returning.
 
+    The core also calls it to stop a run whose start or run timeout ran out (thread
+    ``timeout-<id>``; the run is then marked Failed, not Cancelled), a run no longer this
+    agent's after its lease was lost (thread ``lost-<id>``; the state is left as the API set
+    it), and what a deploy started for a run handed back at the drain deadline.
+
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.
     """

@@ -26,10 +26,12 @@ from agent_core import __version__, workload
 from agent_core.client import APIClient
 from agent_core.engine.backoff import Backoff
 from agent_core.engine.clock import Clock, SystemClock
+from agent_core.engine.deploying import Deploying
 from agent_core.engine.events import RunEvents
 from agent_core.engine.health import HealthServer
 from agent_core.engine.heartbeat import Heartbeat
 from agent_core.engine.hooks import call_each
+from agent_core.engine.lease import LeaseKeeper
 from agent_core.engine.metrics import AgentMetrics
 from agent_core.engine.monitor import Monitor
 from agent_core.engine.outcomes import OutcomeLog
@@ -41,6 +43,7 @@ from agent_core.engine.readiness import Readiness
 from agent_core.engine.runlogs import RunLogShipper
 from agent_core.engine.settings import AgentSettings
 from agent_core.engine.state_writer import StateWriter
+from agent_core.engine.timeouts import Timeouts
 from agent_core.errors import (
     AgentError,
     APIUnavailable,
@@ -77,6 +80,10 @@ MONITOR_STOP_WAIT = 10.0
 EVENTS_STOP_WAIT = 5.0
 RUN_LOGS_STOP_WAIT = 5.0
 HEALTH_STOP_WAIT = 5.0
+
+
+def _nothing() -> None:
+    """The start of a part that has nothing to start (its stop is what matters)."""
 
 
 class Agent:
@@ -161,6 +168,9 @@ class Agent:
         # Run-event listeners (owned by the observability part): /metrics and the outcome lines.
         self.metrics = AgentMetrics(self)
         self.outcomes = OutcomeLog(self)
+        self.timeouts = Timeouts(self)  # start and run timeouts (a part)
+        self.lease = LeaseKeeper(self)  # a heartbeat saying the lease expired
+        self.deploying = Deploying()  # claims not yet launched, handed back at the drain deadline
 
     # --- the public surface for plugins ---------------------------------------------------
 
@@ -300,6 +310,9 @@ class Agent:
             parts.start(self.state_writer, stop_within=STATE_WRITE_WAIT)
             self.reconcile()
             parts.start(self.monitor, stop_within=MONITOR_STOP_WAIT)
+            # Stopped before the monitor: the stops of timed-out and lost runs finish first.
+            parts.start(self.timeouts, stop_within=self.settings.cancel_grace_seconds + 5)
+            parts.start(Step("lease", _nothing, self.lease.stop), stop_within=self.settings.cancel_grace_seconds + 5)
             parts.start(self.readiness_checks, stop_within=READINESS_STOP_WAIT)
             parts.start(self.heartbeat, stop_within=HEARTBEAT_STOP_WAIT)
             parts.start(self.pool, stop_within=self.settings.drain_timeout)
@@ -491,6 +504,7 @@ class Agent:
         except Exception:
             self.logger.exception("API heartbeat failed")
         else:
+            self.lease.on_heartbeat(answer)
             for data in answer.get("cancelling", []):
                 self.monitor.request_cancel(FlowRun.from_api(data))
 
@@ -652,6 +666,7 @@ class Agent:
 
     def deploy_claimed(self, run: FlowRun) -> None:
         self.logger.info("Deploying flow run %s (%s)", run.id, run.flow_name)
+        self.deploying.begin(run)
         try:
             run_config = resolve_run_config(run.run_config, self.backend, self.run_config_schema)
             result = self.pm.hook.deploy_flow(flow_run=run, run_config=run_config, agent=self)
@@ -659,12 +674,17 @@ class Agent:
                 raise DeploymentError(f"backend {self.backend!r} returned nothing from deploy_flow")
             deployment = result if isinstance(result, Deployment) else Deployment(self.backend, "", str(result))
         except Exception as exc:
+            if self.deploying.end(run.id):
+                return  # handed back at the drain deadline meanwhile: not this agent's to fail
             message = str(exc) or exc.__class__.__name__
             self.logger.error(
                 "Deployment of flow run %s failed: %s", run.id, message, exc_info=not isinstance(exc, AgentError)
             )
             self.write_run_log(run.id, message, "ERROR")
             self.state_writer.write(run, State.FAILED, message)
+            return
+        if self.deploying.end(run.id):
+            self.deploying.withdraw(self, run, deployment)  # handed back at the drain deadline meanwhile
             return
         # Recorded even without a platform id (a backend returning a plain string), so that a
         # restarted agent knows this run was deployed and does not fail it.
@@ -748,10 +768,13 @@ class Agent:
         deploying, monitored = self.pool.pending, self.monitor.count
         if left <= 0:
             self.logger.error(
-                "%d deployment(s) still running after the %.0fs drain timeout: abandoned "
-                "(their runs stay Submitted; the API's lease recovery settles them)",
+                "%d deployment(s) still running after the %.0fs drain timeout: their runs are handed "
+                "back (Scheduled), and whatever such a deploy still starts is stopped",
                 deploying,
                 self.settings.drain_timeout,
+            )
+            self.deploying.hand_back_all(
+                self, f"Agent {self.name} stopped before deploying this run (drain timeout): handed back"
             )
             return
         self.logger.info(

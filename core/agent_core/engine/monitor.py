@@ -53,11 +53,24 @@ class Monitor:
         if run.deployment is None:
             run.deployment = deployment.to_dict()  # so run events carry it
         with self._lock:
+            older = self._tracked.get(run.id)
             self._tracked[run.id] = Tracked(run, deployment)
+        if older is not None and older.run.attempt != run.attempt:
+            # This agent deployed a newer attempt: the older one was taken from it (its lease ran out).
+            self.agent.lease.abandon(older, run)
 
     def untrack(self, run_id: str) -> None:
         with self._lock:
             self._tracked.pop(run_id, None)
+
+    def release(self, run_id: str) -> Tracked | None:
+        """Take a run from the monitor (a timeout or a lost lease stops it); None if not tracked."""
+        with self._lock:
+            return self._tracked.pop(run_id, None)
+
+    def snapshot(self) -> list[Tracked]:
+        with self._lock:
+            return list(self._tracked.values())
 
     def is_tracked(self, run_id: str) -> bool:
         with self._lock:
@@ -192,6 +205,9 @@ class Monitor:
         run = item.run
         if status.kind == "pending":
             return
+        with self._lock:
+            if self._tracked.get(run.id) is not item:
+                return  # released meanwhile (timeout, lost lease): whatever stopped it writes the state
         if run.state == State.SUBMITTED:
             # Also for a workload that already exited: the history shows it ran.
             self._set_running(item)
@@ -248,12 +264,17 @@ class Monitor:
 
     def _refresh(self, item: Tracked) -> None:
         try:
-            item.run = FlowRun.from_api(self.agent.client.get_flow_run(item.run.id))
+            current = FlowRun.from_api(self.agent.client.get_flow_run(item.run.id))
         except NotFound:
             self.untrack(item.run.id)
             return
         except APIUnavailable:
             return
+        if not self.agent.lease.owns(item.run, current):
+            # Recovered from this agent (its lease ran out) and retried or handed to another one.
+            self.agent.lease.give_up(item, current)
+            return
+        item.run = current
         if item.run.state.is_final:
             self.untrack(item.run.id)
         elif item.run.state == State.CANCELLING:

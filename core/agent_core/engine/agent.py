@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -31,7 +31,7 @@ from agent_core.engine.monitor import Monitor
 from agent_core.engine.outcomes import OutcomeLog
 from agent_core.engine.poller import Poller
 from agent_core.engine.pool import DeployPool
-from agent_core.engine.runlogs import RunLogShipper
+from agent_core.engine.runlogs import RunLogs
 from agent_core.engine.settings import AgentSettings
 from agent_core.engine.state_writer import StateWriter
 from agent_core.errors import (
@@ -46,6 +46,7 @@ from agent_core.errors import (
     StateUpdateConflict,
     describe_problems,
 )
+from agent_core.masking import SecretMasker, agent_secrets
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
 from agent_core.plugin_settings import load_plugin_settings
 from agent_core.runconfig import resolve_run_config
@@ -58,6 +59,8 @@ MAX_API_WAIT = 10.0
 LEAVE_WAIT = 5.0
 # How long a stopping agent keeps trying to write the run states the API did not take yet.
 STATE_WRITE_WAIT = 5.0
+# How long a stopping agent waits for the API to take the run-log lines still queued.
+RUN_LOG_WAIT = 5.0
 
 
 class Agent:
@@ -83,6 +86,7 @@ class Agent:
         *,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        masker: SecretMasker | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -131,7 +135,10 @@ class Agent:
         client.set_pool_size(self.pool.workers + 8)
         client.stop_event = self._stopping  # a retry pause must not sleep through a stop
         self.monitor = Monitor(self)
-        self.run_logs = RunLogShipper(client, settings.name)
+        # What the agent sends the API (run logs, state messages) is masked like its own log.
+        self.masker = masker or SecretMasker()
+        self.masker.add_source(lambda: agent_secrets(settings))
+        self.run_logs = RunLogs(client, settings.name, masker=self.masker, logger=self.logger)
         self.state_writer = StateWriter(self)
         self._readiness_thread: threading.Thread | None = None
         self.events = RunEvents(pm, self, clock=self.clock)
@@ -148,14 +155,21 @@ class Agent:
         run_id = flow_run if isinstance(flow_run, str) else flow_run.id
         self.run_logs.write(run_id, message, level)
 
-    def write_output(self, flow_run: FlowRun, message: str, level: str = "INFO") -> None:
+    def write_output(
+        self, flow_run: FlowRun, message: str, level: str = "INFO", *, on_shipped: Callable[[], None] | None = None
+    ) -> None:
         """Ship a line of the workload's output to the run's logs, unless output is off for the run.
 
         Backends use this for workload output and :meth:`write_run_log` for their own lines;
         ``[agent] ship_output`` and the run config's ``ship_output`` decide (docs/workload.md).
+        ``on_shipped`` is called once the API has the line (and those before it), or at once
+        when output is off: a backend moves its position in the workload's output then, so that
+        lines the agent could not send before it stopped are sent by the next one.
         """
         if workload.ships_output(self, flow_run):
-            self.run_logs.write(flow_run.id, message, level)
+            self.run_logs.write(flow_run.id, message, level, on_shipped=on_shipped)
+        elif on_shipped is not None:
+            on_shipped()
 
     def flow_run_env(
         self,
@@ -718,6 +732,7 @@ class Agent:
 
     def set_final_state(self, run: FlowRun, state: State, message: str) -> bool:
         """Move ``run`` to ``state``, re-reading it on a conflict. True once nothing is left to do."""
+        message = self.masker.mask(message)  # a deploy error may quote a URL with its password
         for _ in range(5):
             try:
                 data = self.client.set_flow_run_state(run.id, version=run.version, state=state.value, message=message)
@@ -792,7 +807,7 @@ class Agent:
         self.events.stop(time.monotonic() + 10.0)
         if self._started_plugins:
             call_each(self.pm, "on_shutdown", agent=self)
-        self.run_logs.stop()
+        self.run_logs.stop(time.monotonic() + RUN_LOG_WAIT)
         self._leave(LEAVE_WAIT)
         if self._health_server is not None:
             self._health_server.stop()

@@ -12,8 +12,6 @@ import re
 import signal
 import time
 
-import pytest
-
 from agent_core.client import APIClient
 from tests.chaos.conftest import FAST_AGENT, marker_command, tally, until_final, wait_until
 from tests.e2e.conftest import log_messages

@@ -215,7 +215,14 @@ class RunLogs:
             # A batch collects lines for up to one interval, unless it is full or wanted now.
             self._wake.wait(self.interval)
             self._wake.clear()
-            if self._send_queued():
+            try:
+                sent = self._send_queued()
+            except Exception:  # a bug or an unexpected answer must not end the run logs
+                self.logger.exception("run logs: sending failed; trying again")
+                with self._cond:
+                    self._sending = 0
+                sent = False
+            if sent:
                 backoff = Backoff()
                 continue
             delay = min(backoff.next_delay(False), MAX_RETRY_DELAY)
@@ -256,8 +263,8 @@ class RunLogs:
         entries = [
             self._entry(
                 run_id,
-                f"{count} log line(s) of this run were dropped: more than {self.max_lines} lines waited "
-                "for the API (an outage)",
+                f"{count} log line(s) of this run were dropped: more than {self.max_lines} lines "
+                f"(or {self.max_bytes // (1024 * 1024)} MB) waited for the API (an outage)",
                 "WARNING",
                 stamp,
             )

@@ -99,7 +99,7 @@ def test_beyond_the_cap_the_oldest_lines_are_dropped_and_counted_in_the_runs_log
     sqlite_server: APIServer, sqlite_api: APIClient, run_logs_of
 ):
     run = create_run(sqlite_api)
-    logs = run_logs_of(max_lines=50)
+    logs = run_logs_of(max_lines=50, interval=60)  # sends only when flushed: no batch in flight
     sqlite_server.stop()
     try:
         for i in range(80):

@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError
 
-from agent_core.errors import RunConfigMismatch, describe_problems
+from agent_core.errors import RunConfigMismatch, describe_problems, schema_names
 
 UNIVERSAL = "universal"
 
@@ -81,5 +81,5 @@ def resolve_run_config(run_config: dict[str, Any] | None, backend: str, schema: 
         return schema.load(data)
     except ValidationError as exc:
         raise RunConfigMismatch(
-            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages())}"
+            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages(), schema_names(schema))}"
         ) from None

@@ -141,7 +141,8 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: AgentContext) -> Depl
     :param run_config: the run config resolved through ``run_config_schema``.
     :param agent: the agent; ``agent.flow_run_env(flow_run, run_config_env)`` gives the
         environment every workload gets (``docs/workload.md``), and
-        ``agent.write_output(flow_run, line)`` ships a line of the workload's output.
+        ``agent.write_output(flow_run, line)`` ships a line of the workload's output (queued;
+        pass ``on_shipped=`` to learn when the API has it).
     :return: a :class:`~agent_core.models.Deployment` (recorded on the run and logged as
         "Submitted for execution: ...") or a plain description string. ``None`` (no
         implementation answered) fails the run.

@@ -119,7 +119,7 @@ def start(
         drain_timeout=drain_timeout,
         api_url=client.url,
     )
-    agent = Agent(settings, client, pm)
+    agent = Agent(settings, client, pm, masker=cli.masker)
     try:
         agent.start()
     finally:

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -40,7 +40,7 @@ from agent_core.engine.poller import Poller
 from agent_core.engine.pool import DeployPool
 from agent_core.engine.probes import MAX_API_WAIT, Probes
 from agent_core.engine.readiness import Readiness
-from agent_core.engine.runlogs import RunLogShipper
+from agent_core.engine.runlogs import RunLogs
 from agent_core.engine.settings import AgentSettings
 from agent_core.engine.state_writer import StateWriter
 from agent_core.engine.timeouts import Timeouts
@@ -57,6 +57,7 @@ from agent_core.errors import (
     describe_problems,
     schema_names,
 )
+from agent_core.masking import SecretMasker, agent_secrets
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
 from agent_core.plugin_settings import load_plugin_settings
 from agent_core.runconfig import resolve_run_config
@@ -114,6 +115,7 @@ class Agent:
         *,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        masker: SecretMasker | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -157,7 +159,10 @@ class Agent:
         client.set_pool_size(self.pool.workers + 8)
         client.stop_event = self._stopping  # a retry pause must not sleep through a stop
         self.monitor = Monitor(self)
-        self.run_logs = RunLogShipper(client, settings.name)
+        # What the agent sends the API (run logs, state messages) is masked like its own log.
+        self.masker = masker or SecretMasker()
+        self.masker.add_source(lambda: agent_secrets(settings))
+        self.run_logs = RunLogs(client, settings.name, masker=self.masker, logger=self.logger)
         self.state_writer = StateWriter(self)
         # Claims stop only on a failed check (an agent driven without start(), as in tests, claims).
         self.readiness_checks = Readiness(self)
@@ -179,14 +184,21 @@ class Agent:
         run_id = flow_run if isinstance(flow_run, str) else flow_run.id
         self.run_logs.write(run_id, message, level)
 
-    def write_output(self, flow_run: FlowRun, message: str, level: str = "INFO") -> None:
+    def write_output(
+        self, flow_run: FlowRun, message: str, level: str = "INFO", *, on_shipped: Callable[[], None] | None = None
+    ) -> None:
         """Ship a line of the workload's output to the run's logs, unless output is off for the run.
 
         Backends use this for workload output and :meth:`write_run_log` for their own lines;
         ``[agent] ship_output`` and the run config's ``ship_output`` decide (docs/workload.md).
+        ``on_shipped`` is called once the API has the line (and those before it), or at once
+        when output is off: a backend moves its position in the workload's output then, so that
+        lines the agent could not send before it stopped are sent by the next one.
         """
         if workload.ships_output(self, flow_run):
-            self.run_logs.write(flow_run.id, message, level)
+            self.run_logs.write(flow_run.id, message, level, on_shipped=on_shipped)
+        elif on_shipped is not None:
+            on_shipped()
 
     def flow_run_env(
         self,
@@ -301,8 +313,7 @@ class Agent:
             parts.start(Step("registration", self.connect, self._leave), stop_within=LEAVE_WAIT)
             if self.stopping:
                 return
-            run_logs = Step("run-logs", self.run_logs.start, self._stop_run_logs, self.run_logs.alive)
-            parts.start(run_logs, stop_within=RUN_LOGS_STOP_WAIT)
+            parts.start(self.run_logs, stop_within=RUN_LOGS_STOP_WAIT)
             parts.start(Step("plugins", self._start_plugins, self._stop_plugins))
             self.readiness_checks.check()
             self._banner()
@@ -330,10 +341,6 @@ class Agent:
     def _stop_plugins(self, deadline: float) -> None:
         # Every part that calls hooks has stopped by now (the supervisor stops in reverse).
         call_each(self.pm, "on_shutdown", agent=self)
-
-    def _stop_run_logs(self, deadline: float) -> None:
-        # Its stop waits twice (the flush, then the thread): each gets half.
-        self.run_logs.stop(remaining(deadline) / 2)
 
     def _part_failed(self, failure: PartFailed) -> None:
         """A part kept dying: stop (readiness fails from now on); start() raises ``failure``."""
@@ -722,6 +729,7 @@ class Agent:
 
     def set_final_state(self, run: FlowRun, state: State, message: str) -> bool:
         """Move ``run`` to ``state``, re-reading it on a conflict. True once nothing is left to do."""
+        message = self.masker.mask(message)  # a deploy error may quote a URL with its password
         for _ in range(5):
             try:
                 data = self.client.set_flow_run_state(run.id, version=run.version, state=state.value, message=message)

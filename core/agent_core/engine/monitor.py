@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 20
+# How long a run's last output may take to reach the API before its final state is written.
+LOG_FLUSH_WAIT = 2.0
 
 
 @dataclass
@@ -180,7 +182,7 @@ class Monitor:
             with self._lock:
                 item.cancel_thread = None  # try again next round
             return
-        self.agent.run_logs.flush(timeout=2.0)
+        self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         if self.agent.set_final_state(item.run, State.CANCELLED, "Cancelled"):
             self.untrack(run.id)
 
@@ -214,7 +216,7 @@ class Monitor:
         if status.kind == "running":
             return
         # The run's output must be readable by the time anyone sees it final.
-        self.agent.run_logs.flush(timeout=2.0)
+        self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         if item.cancelling:
             done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")
         elif status.kind == "exited" and status.exit_code == 0:

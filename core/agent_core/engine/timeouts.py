@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent_core.engine.monitor import LOG_FLUSH_WAIT
 from agent_core.errors import AgentError
 from agent_core.models import FlowRun
 from agent_core.runconfig import core_options
@@ -219,5 +220,7 @@ class Timeouts:
         message = f"{reason}; its workload was stopped"
         if stopped is None:
             message = f"{reason}; backend {agent.backend!r} cannot stop workloads, it may still be running"
+        # The workload's last lines reach the run's logs before its final state, as on the monitor.
+        agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         agent.state_writer.write(current, State.FAILED, message)
         return True

@@ -18,19 +18,30 @@ from agent_core.errors import InvalidImageName
 from agent_core.images import allowed, registry_entry_problem
 
 
+def list_from_text(value: Any, what: str = "list") -> Any:
+    """A list setting as the environment or ``--set`` give it: text holding a JSON list, or
+    comma-separated items (each stripped, empty ones dropped). Anything but text is returned as
+    it is, for the field to check.
+
+    :param what: what the JSON should be, for the message ("list of strings").
+    :raise ValidationError: the text starts with ``[`` and is not JSON.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValidationError(f"not a JSON {what}") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 class StringList(fields.Field):
     """A list of strings; from the environment or ``--set``, a JSON list or ``a,b,c``."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[str]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON list of strings") from None
-            else:
-                return [item.strip() for item in text.split(",") if item.strip()]
+        value = list_from_text(value, "list of strings")
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ValidationError("must be a list of strings")
         return list(value)

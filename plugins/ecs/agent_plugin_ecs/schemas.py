@@ -8,14 +8,19 @@ misspelt key fails the run naming it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
-from agent_core.settings_fields import StringDict, StringList, check_default_image, validate_registries
+from agent_core.settings_fields import (
+    StringDict,
+    StringList,
+    check_default_image,
+    list_from_text,
+    validate_registries,
+)
 from agent_plugin_ecs.shapes import shape_problems
 
 LAUNCH_TYPES = ("FARGATE", "FARGATE_SPOT", "EC2", "EXTERNAL")
@@ -56,15 +61,9 @@ class Strategy(fields.Field):
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON list") from None
-            else:
-                value = [_strategy_item(item.strip()) for item in text.split(",") if item.strip()]
+        if isinstance(value, str) and not value.strip().startswith("["):
+            value = [_strategy_item(item) for item in list_from_text(value)]
+        value = list_from_text(value)
         if not isinstance(value, list) or not value:
             raise ValidationError("must be a non-empty list of {capacityProvider, weight, base}")
         out = []

@@ -9,6 +9,7 @@ import docker.errors
 import docker.utils
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from agent_core.runconfig import RunConfigSchema
 from agent_core.settings_fields import StringDict, StringList, check_default_image, validate_registries
 from agent_plugin_docker.images import PULL_POLICIES
 
@@ -101,7 +102,7 @@ class Size(fields.Field):
         return value
 
 
-class DockerRunConfigSchema(Schema):
+class DockerRunConfigSchema(RunConfigSchema):
     """``{"type": "docker", "image": ..., "command": ..., "env": {...}, ...}``.
 
     Unset fields fall back to the agent's ``[backends.docker]`` settings.
@@ -113,14 +114,6 @@ class DockerRunConfigSchema(Schema):
     image = fields.String(load_default=None, allow_none=True, metadata={"description": "default: settings image"})
     command = Command(load_default=None, allow_none=True, metadata={"description": "replaces the flow's command"})
     entrypoint = Command(load_default=None, allow_none=True, metadata={"description": "replaces the image's"})
-    env = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(allow_none=True),
-        load_default=dict,
-        metadata={"description": "added to the workload's environment; null removes a variable"},
-    )
-    # Agent labels, as in every run-config type (a `universal` config converts with them).
-    labels = fields.List(fields.String(), load_default=list)
     container_labels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     networks = fields.List(
         fields.String(), load_default=None, allow_none=True, metadata={"description": "replaces settings networks"}

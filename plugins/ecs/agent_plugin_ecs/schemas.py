@@ -14,6 +14,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from agent_core.runconfig import RunConfigSchema
 from agent_core.settings_fields import (
     StringDict,
     StringList,
@@ -234,7 +235,7 @@ class EcsRunConfig:
         return getattr(self, name, default)
 
 
-class EcsRunConfigSchema(Schema):
+class EcsRunConfigSchema(RunConfigSchema):
     """``{"type": "ecs", "image": ..., "cpu": ..., "env": {...}, ...}``; unset fields fall back to the agent's."""
 
     class Meta:
@@ -243,8 +244,6 @@ class EcsRunConfigSchema(Schema):
     image = _optional_string("default: the template's flow container, then the image setting")
     cpu = Units(load_default=None, allow_none=True, metadata={"description": "task cpu (run-task override)"})
     memory = Units(load_default=None, allow_none=True, metadata={"description": "task memory (run-task override)"})
-    env = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True), load_default=dict)
-    labels = fields.List(fields.String(), load_default=list)
     task_role_arn = _optional_string("replaces the definition's and the agent's")
     execution_role_arn = _optional_string("replaces the agent's")
     launch_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LAUNCH_TYPES))

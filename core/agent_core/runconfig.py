@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields
 
-from agent_core.errors import RunConfigMismatch, describe_problems
+from agent_core.errors import RunConfigMismatch, describe_problems, schema_names
 
 UNIVERSAL = "universal"
 
@@ -103,5 +103,5 @@ def resolve_run_config(run_config: dict[str, Any] | None, backend: str, schema: 
         return schema.load(data)
     except ValidationError as exc:
         raise RunConfigMismatch(
-            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages())}"
+            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages(), schema_names(schema))}"
         ) from None

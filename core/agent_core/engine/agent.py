@@ -45,6 +45,7 @@ from agent_core.errors import (
     StartupError,
     StateUpdateConflict,
     describe_problems,
+    schema_names,
 )
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
 from agent_core.plugin_settings import load_plugin_settings
@@ -327,8 +328,9 @@ class Agent:
             try:
                 self.backend_settings = schema.load(raw)
             except ValidationError as exc:
+                problems = describe_problems(exc.normalized_messages(), schema_names(schema))
                 raise ConfigError(
-                    f"invalid settings for backend {self.backend!r}: {describe_problems(exc.normalized_messages())} "
+                    f"invalid settings for backend {self.backend!r}: {problems} "
                     f"(set them in [backends.{self.backend}], AGENT__BACKENDS__{self.backend.upper()}__KEY "
                     "or --set KEY=VALUE)"
                 ) from None

@@ -9,7 +9,6 @@ no daemon at all is an ``agent start`` process whose ``DOCKER_HOST`` is a dead u
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from agent_core.testing.harness import AgentThread, free_loopback_port, wait_for
 from agent_core.testing.servers import APIServer
 from tests.plugins import cli_agents
 from tests.plugins.docker.helpers import create_run, log_messages
+from tests.plugins.probes import health
 
 ENGINE_SOCKET = "/var/run/docker.sock"
 
@@ -113,14 +113,6 @@ def proxy() -> Iterator[SocketProxy]:
     running.open()
     yield running
     running.close()
-
-
-def health(address: str, path: str = "/api/health") -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{address}{path}", timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
 
 
 def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(

@@ -6,25 +6,14 @@ Its runs stay Scheduled, for a healthy agent with the same labels to run (docs/b
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from agent_core.client import APIClient
 from agent_core.testing.harness import AgentThread, free_loopback_port, wait_for_final, wait_until
 from tests.plugins.ecs.helpers import create_run
 from tests.plugins.ecs.runtime import TaskRuntime
-
-
-def ready(address: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{address}/api/health/ready", timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+from tests.plugins.probes import health
 
 
 def test_an_agent_whose_cluster_is_missing_claims_nothing_and_a_healthy_agent_runs_its_runs(
@@ -36,7 +25,7 @@ def test_an_agent_whose_cluster_is_missing_claims_nothing_and_a_healthy_agent_ru
     run = create_run(client, "sh -c 'echo ran'", labels=[label])
 
     broken = start_agent(backend={"cluster": missing}, labels=[label], agent_address=address)
-    status, body = ready(address)
+    status, body = health(address, "/api/health/ready")
     assert status == 503, body
     assert body["problems"]["backend"].startswith(f"ECS cluster: cluster {missing!r}"), body
     assert body["problems"]["backend"].endswith("MISSING"), body

@@ -37,7 +37,14 @@ class RunLogShipper:
         self._thread = threading.Thread(target=self._run, name="run-logs", daemon=True)
 
     def start(self) -> None:
+        """Start (or, after it died, restart) the shipping thread."""
+        if self._thread.ident is not None:
+            self._thread = threading.Thread(target=self._run, name="run-logs", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        """False once the shipping thread ended without being stopped."""
+        return self._thread.ident is None or self._thread.is_alive() or self._stop.is_set()
 
     def write(self, flow_run_id: str, message: str, level: str = "INFO") -> None:
         """Queue a log entry; a message longer than the API takes is split into several."""

@@ -38,6 +38,10 @@ class RunConfigMismatch(DeploymentError):
     """The run's run-config type is not one the agent's backend accepts."""
 
 
+class InvalidImageName(DeploymentError):
+    """A string is not an image reference (``agent_core.images``); the run fails naming it."""
+
+
 class APIError(AgentError):
     """The orchestration API answered with an error (or not at all).
 

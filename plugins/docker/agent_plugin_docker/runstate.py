@@ -15,14 +15,13 @@ creation, and the engine keeps no per-reader position in a log.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+from agent_core.statefiles import read_record, write_record
 
 # Engine log timestamps are RFC 3339 with up to nine fractional digits (trailing zeros cut).
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
@@ -131,9 +130,8 @@ class RunState:
     def load(cls, state_dir: Path, key: str) -> RunState:
         path = state_dir / f"{key}.json"
         state = cls(path)
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = read_record(path)
+        if data is None:
             return state
         cursor = data.get("cursor") or {}
         state.shipped = Cursor(str(cursor.get("stamp", "")), int(cursor.get("count", 0)))
@@ -162,15 +160,7 @@ class RunState:
             "exit_code": self.exit_code,
             "reason": self.reason,
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
-        except FileNotFoundError:
-            # The state directory was removed under us: recreate it rather than lose the cursor.
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
+        write_record(self.path, data)
 
     def remove(self) -> None:
         with self._lock:

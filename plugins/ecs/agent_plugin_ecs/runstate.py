@@ -12,12 +12,12 @@ One small JSON file per run attempt, ``<state_dir>/<run id>-<attempt>.json``:
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from agent_core.statefiles import read_record, write_record
 
 
 @dataclass
@@ -59,9 +59,8 @@ class TaskRecord:
     @classmethod
     def load(cls, state_dir: Path, key: str) -> TaskRecord:
         record = cls(state_dir / f"{key}.json")
-        try:
-            data: dict[str, Any] = json.loads(record.path.read_text())
-        except (OSError, ValueError):
+        data = read_record(record.path)
+        if data is None:
             return record
         cursor = data.get("cursor") or {}
         record.shipped = Cursor(
@@ -93,10 +92,7 @@ class TaskRecord:
             "exit_code": self.exit_code,
             "reason": self.reason,
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)
+        write_record(self.path, data)
 
     def remove(self) -> None:
         with self._lock:

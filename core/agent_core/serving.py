@@ -10,6 +10,7 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from agent_core.errors import StartupError
 # bound that matters is the process's file-descriptor limit (less a reserve for the database
 # pool, logs and workloads).
 MAX_CONNECTIONS = 1000
+# How long a stopping server keeps serving the requests in progress.
+DRAIN_SECONDS = 5.0
 _FD_RESERVE = 100
 
 # waitress refuses bodies over this itself (with a JSON 413, see below), before the app reads
@@ -74,8 +77,25 @@ def serve_until(server: Any, stopping: threading.Event) -> None:
     # thread (EBADF in select); stepping the loop lets this thread close them itself.
     while not stopping.is_set():
         server.asyncore.loop(timeout=0.5, map=server._map, use_poll=True, count=1)
-    server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+    # The answers of requests in progress (long polls ended by the stop) are written to their
+    # sockets by this loop, not by the task threads: keep stepping it until they are sent.
+    server.accepting = False
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while _busy(server) and time.monotonic() < deadline:
+        server.asyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
     wasyncore.close_all(server._map)
+
+
+def _busy(server: Any) -> bool:
+    """Whether a request is being served, queued, or has an answer not yet sent."""
+    dispatcher = server.task_dispatcher
+    if dispatcher.active_count or dispatcher.queue:
+        return True
+    return any(
+        getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0)
+        for channel in list(server._map.values())
+    )
 
 
 def serve_in_thread(app: Any, host: str, port: int, *, name: str, threads: int = 4) -> RunningServer:

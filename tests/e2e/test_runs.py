@@ -123,10 +123,11 @@ def _start_time_command(path: Path) -> str:
 
 
 def test_a_run_scheduled_3s_ahead_is_claimed_on_time_not_before(server, client, create_run, start_agent):
-    scheduled = pendulum.now("UTC").add(seconds=3)
-    # Created before the agent starts, so its first poll (prefetch: 10 s ahead) finds it.
-    run = create_run("true", scheduled_start_time=scheduled)
+    # The agent is up first: its start-up (seconds on a loaded machine) is not lateness. Its
+    # waiting poll learns of the run at once (due within the 10 s prefetch) and holds it.
     agent = start_agent(server)
+    scheduled = pendulum.now("UTC").add(seconds=3)
+    run = create_run("true", scheduled_start_time=scheduled)
 
     assert wait_for_state(client, run["id"], timeout=20, agent=agent)["state"]["type"] == "Success"
 
@@ -141,9 +142,9 @@ def test_a_run_scheduled_3s_ahead_starts_its_command_on_time_not_before(
     server, client, create_run, start_agent, tmp_path: Path
 ):
     started = tmp_path / "started"
+    agent = start_agent(server)  # up first: its start-up is not lateness
     scheduled = pendulum.now("UTC").add(seconds=3)
     run = create_run(_start_time_command(started), scheduled_start_time=scheduled)
-    agent = start_agent(server)
 
     assert wait_for_state(client, run["id"], timeout=20, agent=agent)["state"]["type"] == "Success"
 
@@ -155,10 +156,10 @@ def test_a_run_scheduled_3s_ahead_starts_its_command_on_time_not_before(
 def test_four_runs_due_at_the_same_moment_all_start_their_commands_on_time(
     server, client, create_run, start_agent, tmp_path: Path
 ):
+    agent = start_agent(server)  # up first: its start-up is not lateness
     scheduled = pendulum.now("UTC").add(seconds=3)
     files = [tmp_path / f"started-{n}" for n in range(4)]
     runs = [create_run(_start_time_command(path), scheduled_start_time=scheduled) for path in files]
-    agent = start_agent(server)
 
     for run in runs:
         assert wait_for_state(client, run["id"], timeout=20, agent=agent)["state"]["type"] == "Success"

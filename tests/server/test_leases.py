@@ -20,6 +20,7 @@ from agent_core.testing.servers import APIServer
 LEASE = 1.0
 # The cancelling timeout is longer than the lease, so a silent agent's run is the lease's to end.
 SHORT = ServerSettings(agent_lease_seconds=LEASE, cancelling_timeout_seconds=2.0)
+CALM_LEASE = 5.0
 RECOVERY = 15.0  # bound on "recovered soon after the lease": it holds on a loaded machine
 
 
@@ -193,7 +194,17 @@ def test_agents_list_whether_they_are_alive(server, api):
 # --- leaving -------------------------------------------------------------------------------
 
 
-def test_leaving_hands_back_undeployed_runs_at_once(server, api, flow):
+@pytest.fixture
+def calm_server(db_url):
+    """A server whose lease outlasts a slow test step: its sweep cannot act before the test does."""
+    with APIServer(db_url, settings=ServerSettings(agent_lease_seconds=CALM_LEASE)) as srv:
+        yield srv
+
+
+def test_leaving_hands_back_undeployed_runs_at_once(calm_server):
+    server = calm_server
+    api = server.client()
+    flow = api.register_flow("f", "echo f")
     client, agent = register(server, api)
     run = claim(client, api, flow)
 
@@ -205,14 +216,17 @@ def test_leaving_hands_back_undeployed_runs_at_once(server, api, flow):
     assert "left" in back["state"]["message"]
 
 
-def test_leaving_keeps_deployed_runs_within_the_lease(server, api, flow):
+def test_leaving_keeps_deployed_runs_within_the_lease(calm_server):
+    server = calm_server
+    api = server.client()
+    flow = api.register_flow("f", "echo f")
     client, agent = register(server, api)
     run = deploy(client, claim(client, api, flow))
 
     assert client.leave_agent(agent["id"])["handed_back"] == []
 
     assert api.get_flow_run(run["id"])["state"]["type"] == "Running"
-    wait_for(api, run["id"], "Failed")  # not re-attached within the lease: recovered
+    wait_for(api, run["id"], "Failed", timeout=CALM_LEASE + RECOVERY)  # not re-attached within the lease
 
 
 def test_an_agent_that_left_is_listed_as_left(server, api):

@@ -368,7 +368,9 @@ class BackendConformance:
 
     @requires("reattach")
     def test_a_restarted_agent_reattaches_instead_of_deploying_again(self, conformance_api, client, backend_settings):
-        run = self.create_run(client, self.command("sleep", seconds=8))
+        # Long enough to outlast a stop and a start on a loaded machine: the restarted agent
+        # must find the workload still running.
+        run = self.create_run(client, self.command("sleep", seconds=20))
         first = self.agent(conformance_api, backend_settings, name="conformance-restart").start()
         wait_for_state(client, run["id"], ["Running"], self.timeout)
         first.stop()  # a graceful stop leaves workloads running, as a crash would

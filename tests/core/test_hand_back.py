@@ -66,3 +66,19 @@ def test_what_a_deploy_starts_after_its_run_was_handed_back_is_stopped_and_not_r
     current = sqlite_api.get_flow_run(run["id"])
     assert current["state"]["type"] == "Scheduled"
     assert current["deployment"] is None
+
+
+def test_what_a_deploy_starts_after_its_run_was_recovered_from_it_is_stopped(make_agent, sqlite_api: APIClient) -> None:
+    backend = StuckDeploy()
+    run = create_run(sqlite_api)
+    make_agent([backend], start=True)
+    assert backend.entered.wait(10)
+    # Meanwhile the run went back to the queue without this agent (the server's lease recovery).
+    claimed = sqlite_api.get_flow_run(run["id"])
+    sqlite_api.set_flow_run_state(run["id"], version=claimed["version"], state="Scheduled", message="recovered")
+
+    backend.release.set()
+
+    wait_until(lambda: backend.cancels, timeout=10)
+    assert [run_id for run_id, _grace in backend.cancels] == [run["id"]]
+    assert sqlite_api.get_flow_run(run["id"])["deployment"] is None

@@ -7,7 +7,7 @@ import pendulum
 import pytest
 import requests
 
-from agent_core.errors import IllegalTransition, NotFound
+from agent_core.errors import IllegalTransition, NotFound, StateUpdateConflict
 
 
 def test_a_run_is_created_by_flow_id(api, make_flow):
@@ -234,6 +234,46 @@ def test_a_deployment_is_recorded_without_changing_the_version(api, make_flow):
 
     assert updated["deployment"] == deployment
     assert updated["version"] == 2
+
+
+def agent_client(api_server, api, name):
+    agent = api.register_agent(name=name, backend="local", labels=[])
+    client = api_server.client()
+    client.set_agent_id(agent["id"])
+    return client
+
+
+DEPLOYMENT = {"backend": "local", "platform_id": "pid-42"}
+
+
+def test_the_agent_holding_a_run_records_its_deployment(api_server, api, make_flow):
+    holder = agent_client(api_server, api, "holder")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+
+    assert holder.set_deployment(run["id"], DEPLOYMENT)["deployment"]["platform_id"] == "pid-42"
+
+
+def test_a_deployment_from_an_agent_no_longer_holding_the_run_is_refused(api_server, api, make_flow):
+    holder = agent_client(api_server, api, "holder")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    claimed = holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+    holder.set_flow_run_state(run["id"], version=claimed["version"], state="Scheduled", message="handed back")
+
+    with pytest.raises(StateUpdateConflict, match="no longer held by agent"):
+        holder.set_deployment(run["id"], DEPLOYMENT)
+
+    assert api.get_flow_run(run["id"])["deployment"] is None
+
+
+def test_a_deployment_for_a_run_another_agent_holds_is_refused(api_server, api, make_flow):
+    holder = agent_client(api_server, api, "holder")
+    other = agent_client(api_server, api, "other")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+
+    with pytest.raises(StateUpdateConflict, match="held by agent"):
+        other.set_deployment(run["id"], DEPLOYMENT)
 
 
 def test_running_sets_the_start_time_and_a_final_state_the_end_time(api, make_flow):

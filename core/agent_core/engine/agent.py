@@ -697,6 +697,12 @@ class Agent:
         # restarted agent knows this run was deployed and does not fail it.
         try:
             self.client.set_deployment(run.id, deployment.to_dict())
+        except StateUpdateConflict as exc:
+            # The run is no longer this agent's (handed back, or recovered after a lapsed lease):
+            # what the deploy started would be a second live attempt.
+            self.logger.warning("The API refused the deployment of run %s: %s", run.id, exc)
+            self.deploying.withdraw(self, run, deployment)
+            return
         except AgentError as exc:
             self.logger.warning("Could not record the deployment of run %s: %s", run.id, exc)
         run.deployment = deployment.to_dict()

@@ -94,7 +94,7 @@ def set_state(call: Call) -> dict[str, Any]:
 
 
 def set_deployment(call: Call) -> dict[str, Any]:
-    return call.store.set_deployment(call.tenant, call.params["id"], call.body["deployment"])
+    return call.store.set_deployment(call.tenant, call.params["id"], call.body["deployment"], agent_id=call.agent_id)
 
 
 def cancel_run(call: Call) -> dict[str, Any]:
@@ -261,6 +261,7 @@ ENDPOINTS: list[Endpoint] = [
         body=s.SetDeploymentSchema,
         tags=("flow-runs",),
         response="FlowRun",
+        agent_header="when sent, that agent must hold the run (else a 409 Deployment refused)",
     ),
     Endpoint(
         "POST",

@@ -28,6 +28,9 @@ from agent_core.server.storage import schema as t
 from agent_core.server.storage.claim import CLAIM
 from agent_core.states import FINAL_STATES, State, can_transition
 
+# The states in which the agent holding a run may record its deployment.
+DEPLOYABLE_STATES = (State.SUBMITTED, State.RUNNING, State.CANCELLING)
+
 DEFAULT_TENANT = "default"
 ROLES = ("runner", "user", "admin")
 KEY_PREFIX = "agk_"
@@ -600,10 +603,25 @@ class Store:
             )
         )
 
-    def set_deployment(self, tenant_id: str, run_id: str, deployment: dict[str, Any]) -> dict[str, Any]:
-        """Record what a backend started for the run; does not change the state or version."""
+    def set_deployment(
+        self, tenant_id: str, run_id: str, deployment: dict[str, Any], agent_id: str | None = None
+    ) -> dict[str, Any]:
+        """Record what a backend started for the run; does not change the state or version.
+
+        From an agent (``agent_id``), only while that agent holds the run (Submitted, Running or
+        Cancelling, claimed by it): a deploy that returns after the run was handed back or
+        recovered from a lapsed lease must not write its deployment over another attempt's.
+        """
         with self._write() as conn:
-            self._run_row(conn, tenant_id, run_id)
+            row = self._run_row(conn, tenant_id, run_id)
+            state = State(row["state"])
+            if agent_id is not None and (row["agent_id"] != agent_id or state not in DEPLOYABLE_STATES):
+                holder = f"agent {row['agent_id']}" if row["agent_id"] else "no agent"
+                raise StateUpdateConflict(
+                    "Deployment refused",
+                    f"run {run_id} is no longer held by agent {agent_id} (it is {state.value}, held by {holder}): "
+                    "stop what was started for it",
+                )
             conn.execute(
                 t.flow_runs.update()
                 .where((t.flow_runs.c.id == run_id) & (t.flow_runs.c.tenant_id == tenant_id))

@@ -122,6 +122,8 @@ def start_agent(api_url: str, workdir: Path, name: str, *args: str, health: bool
         command += ["--agent-address", f"http://127.0.0.1:{port}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT")}
     env.update(AGENT_HOME=str(home), PYTHONUNBUFFERED="1")
+    if os.environ.get("BENCH_PROFILE_DIR"):
+        env["PYTHONPATH"] = os.environ["BENCH_PROFILE_DIR"]
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(command, env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

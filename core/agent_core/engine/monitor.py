@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 20
+# At most this many threads write a round's states, one more for every WRITER_SHARE runs.
+WRITERS = 4
+WRITER_SHARE = 8
 
 
 @dataclass
@@ -89,11 +92,39 @@ class Monitor:
         if not tracked:
             return
         self._notice_cancellations()
+        checked: list[tuple[Tracked, DeploymentStatus]] = []
         for item in tracked:
             if self._stop.is_set():
                 return
             if not item.cancelling or item.cancel_thread is None:
-                self._check(item)
+                status = self._status(item)
+                if status is not None:
+                    checked.append((item, status))
+        if any(status.kind not in ("pending", "running") for _, status in checked):
+            # The output of every run that ended this round, shipped in one go (not a flush each).
+            self.agent.run_logs.flush(timeout=2.0)
+        # Those that need an API write (Running, a final state): on a few threads when there
+        # are many, since a burst of short runs ends many at once and each write is a round trip.
+        writes = [(item, status) for item, status in checked if _needs_write(item, status)]
+        writers = min(WRITERS, 1 + len(writes) // WRITER_SHARE)
+        threads = [
+            threading.Thread(target=self._handle_all, args=(writes[n::writers],), name=f"monitor-{n}", daemon=True)
+            for n in range(1, writers)
+        ]
+        for thread in threads:
+            thread.start()
+        self._handle_all(writes[0::writers])
+        for thread in threads:
+            thread.join()
+
+    def _handle_all(self, checked: list[tuple[Tracked, DeploymentStatus]]) -> None:
+        for item, status in checked:
+            if self._stop.is_set():
+                return
+            try:
+                self.handle_status(item, status, logs_flushed=True)
+            except Exception:
+                log.exception("handling the status of run %s failed; trying again", item.run.id)
 
     def _notice_cancellations(self) -> None:
         try:
@@ -146,13 +177,14 @@ class Monitor:
         if self.agent.set_final_state(item.run, State.CANCELLED, "Cancelled"):
             self.untrack(run.id)
 
-    def _check(self, item: Tracked) -> None:
+    def _status(self, item: Tracked) -> DeploymentStatus | None:
+        """The backend's word on the run's workload; None if there is none this round."""
         run = item.run
         try:
             status = self.agent.pm.hook.check_deployment(flow_run=run, deployment=item.deployment, agent=self.agent)
         except Exception:
             log.exception("check_deployment failed for run %s; trying again", run.id)
-            return
+            return None
         if status is None:
             if not self._warned_no_check:
                 log.warning(
@@ -160,10 +192,11 @@ class Monitor:
                 )
                 self._warned_no_check = True
             self.untrack(run.id)
-            return
-        self.handle_status(item, status)
+        return status
 
-    def handle_status(self, item: Tracked, status: DeploymentStatus) -> None:
+    def handle_status(self, item: Tracked, status: DeploymentStatus, *, logs_flushed: bool = False) -> None:
+        """Act on one status: Running, a final state, or nothing yet. ``logs_flushed``: the
+        run's output was flushed after this status was read (the round's one flush)."""
         run = item.run
         if status.kind == "pending":
             return
@@ -173,7 +206,8 @@ class Monitor:
         if status.kind == "running":
             return
         # The run's output must be readable by the time anyone sees it final.
-        self.agent.run_logs.flush(timeout=2.0)
+        if not logs_flushed:
+            self.agent.run_logs.flush(timeout=2.0)
         if item.cancelling:
             done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")
         elif status.kind == "exited" and status.exit_code == 0:
@@ -233,3 +267,10 @@ class Monitor:
             self.untrack(item.run.id)
         elif item.run.state == State.CANCELLING:
             self.request_cancel(item.run)
+
+
+def _needs_write(item: Tracked, status: DeploymentStatus) -> bool:
+    """Whether :meth:`Monitor.handle_status` has anything to tell the API about this status."""
+    if status.kind == "pending":
+        return False
+    return status.kind != "running" or item.run.state == State.SUBMITTED

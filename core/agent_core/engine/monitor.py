@@ -203,6 +203,7 @@ class Monitor:
         if run.state == State.SUBMITTED:
             # Also for a workload that already exited: the history shows it ran.
             self._set_running(item)
+            run = item.run  # its new version: the final state written next must not conflict
         if status.kind == "running":
             return
         # The run's output must be readable by the time anyone sees it final.

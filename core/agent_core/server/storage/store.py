@@ -31,7 +31,7 @@ from agent_core.states import FINAL_STATES, State, can_transition
 DEFAULT_TENANT = "default"
 ROLES = ("runner", "user", "admin")
 KEY_PREFIX = "agk_"
-DEFAULT_LEASE_SECONDS = 90.0
+DEFAULT_LEASE_SECONDS = 180.0
 # PostgreSQL's channel for "a run became ready" (see server/wakeups.py); payloads stay below
 # its 8,000-byte limit.
 READY_CHANNEL = "agent_queue_ready"

@@ -25,7 +25,8 @@ Every figure is printed beside its floor measured in the same run, and the ratio
   50 ms for the agent's descendants, beside the runs it has in flight (its ``/api/health``:
   runs on deploy threads plus runs monitored).
 
-Figures go to ``--json`` (and into ``run_all.json`` via ``bench/run_all.py``). Everything is
+``BENCH_PROFILE_DIR``: a directory put on the agents' ``PYTHONPATH`` (a ``sitecustomize.py``
+there can profile them, e.g. with cProfile per thread). Figures go to ``--json`` (and into ``run_all.json`` via ``bench/run_all.py``). Everything is
 bounded: each wait has a timeout, every process started is ended by its PID.
 """
 

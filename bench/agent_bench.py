@@ -25,9 +25,14 @@ Every figure is printed beside its floor measured in the same run, and the ratio
   50 ms for the agent's descendants, beside the runs it has in flight (its ``/api/health``:
   runs on deploy threads plus runs monitored).
 
+The throughput figure also gives the CPU each run cost (agent, supervisor and workload, the API
+server in this process) and the runs per second that would make if every core were the
+bench's: on a machine shared with other work the measured rate is what was left over.
+
 ``BENCH_PROFILE_DIR``: a directory put on the agents' ``PYTHONPATH`` (a ``sitecustomize.py``
-there can profile them, e.g. with cProfile per thread). Figures go to ``--json`` (and into ``run_all.json`` via ``bench/run_all.py``). Everything is
-bounded: each wait has a timeout, every process started is ended by its PID.
+there can profile them, e.g. with cProfile per thread). Figures go to ``--json`` (and into
+``run_all.json`` via ``bench/run_all.py``). Everything is bounded: each wait has a timeout,
+every process started is ended by its PID.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import logging
 import os
 import platform
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -326,6 +332,8 @@ class Throughput:
     samples: int = 0
     agent_cpu_ms_per_run: float = 0.0
     children_cpu_ms_per_run: float = 0.0
+    # This process: the API server's threads (and the sampler), from the agent's start to its end.
+    server_cpu_ms_per_run: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
@@ -351,6 +359,7 @@ def throughput(server: APIServer, workdir: Path, runs: int) -> Throughput:
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
     try:
         agent.wait_ready()
         sampler.start()
@@ -365,6 +374,9 @@ def throughput(server: APIServer, workdir: Path, runs: int) -> Throughput:
         fields = Path(f"/proc/{agent.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         result.agent_cpu_ms_per_run = (int(fields[11]) + int(fields[12])) / CLK_TCK * 1000 / runs
         result.children_cpu_ms_per_run = (int(fields[13]) + int(fields[14])) / CLK_TCK * 1000 / runs
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        used = (own.ru_utime - own_before.ru_utime) + (own.ru_stime - own_before.ru_stime)
+        result.server_cpu_ms_per_run = used * 1000 / runs
     finally:
         stop.set()
         agent.end()
@@ -485,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             floor_text="-",
         )
     )
+    cpu_per_run = result.agent_cpu_ms_per_run + result.children_cpu_ms_per_run + result.server_cpu_ms_per_run
     per_run_ms = 1000 / result.runs_per_second if result.runs_per_second else None
     targets.append(
         Target(
@@ -497,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
             floor_text=f"Popen(['true']) {popen['p50_ms']:.2f} ms = {popen['per_second']:.0f}/s",
             ratio=per_run_ms / popen["p50_ms"] if per_run_ms else None,
             ratio_text="x floor per run",
+            extra=f"CPU {cpu_per_run:.0f} ms/run: {1000 * (os.cpu_count() or 1) / cpu_per_run:.0f}/s on free cores"
+            if cpu_per_run
+            else "",
         )
     )
     targets.append(
@@ -527,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: p50 {f['p50_ms']:.1f} ms, p90 {f['p90_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
                 f"max {f['max_ms']:.1f} ms (n={f['n']})"
             )
+    print(
+        f"CPU per run, all parts: {cpu_per_run:.1f} ms (API server and sampler {result.server_cpu_ms_per_run:.1f} ms):"
+        f" at most {1000 * (os.cpu_count() or 1) / cpu_per_run:.0f} runs/s if every core were the bench's"
+        if cpu_per_run
+        else "CPU per run: not measured"
+    )
     print(
         f"throughput: {result.runs_per_second:.1f} runs/s over {result.seconds:.1f} s, claims "
         f"{result.claims_per_second:.0f}/s; CPU per run: agent {result.agent_cpu_ms_per_run:.1f} ms, "

@@ -147,22 +147,26 @@ def end_workloads(home: Path) -> None:
 
 
 def descendants(pid: int) -> int:
-    """How many processes descend from ``pid`` now (zombies included: they are in the tree)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    count, todo = 0, list(children.get(pid, []))
+    """How many processes descend from ``pid`` now (zombies included: they are in the tree).
+
+    Walks ``/proc/PID/task/TID/children`` down from ``pid``: it reads only the tree's own
+    entries, where a scan of every ``/proc/*/stat`` on a busy machine cost tens of ms of the
+    CPU the agent is being measured on.
+    """
+    count, todo = 0, [pid]
     while todo:
-        child = todo.pop()
-        count += 1
-        todo.extend(children.get(child, []))
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # it exited meanwhile
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            count += len(children)
+            todo.extend(int(child) for child in children)
     return count
 
 

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_workers": 0,  # 0: min(32, cpus + 4), as the seed
         "drain_timeout": 30.0,
         "cancel_grace_seconds": 10.0,
+        "start_timeout_seconds": 300.0,  # deployed but not Running within this: Failed (0: off)
+        "run_timeout_seconds": 0.0,  # max runtime unless the run config's timeout_seconds says (0: none)
         "stall_threshold": 60.0,
         "disable_plugins": [],
         "ship_output": True,  # workload output to the run's logs (docs/workload.md)

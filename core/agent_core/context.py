@@ -195,8 +195,14 @@ class AgentContext(Protocol):
         """Append a line to a run's logs (batched, sent in the background)."""
         ...
 
-    def write_output(self, flow_run: FlowRun, message: str, level: str = "INFO") -> None:
-        """Append a line of the workload's output to the run's logs, unless output is off for the run."""
+    def write_output(
+        self, flow_run: FlowRun, message: str, level: str = "INFO", *, on_shipped: Callable[[], None] | None = None
+    ) -> None:
+        """Append a line of the workload's output to the run's logs, unless output is off for the run.
+
+        ``on_shipped`` is called once the API has the line (at once when output is off): move a
+        position kept in the workload's output then, never when the line is only queued.
+        """
         ...
 
     def flow_run_env(

@@ -5,6 +5,8 @@ Each carries a message meant for a person: what went wrong and, where there is o
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -36,6 +38,10 @@ class RunConfigMismatch(DeploymentError):
     """The run's run-config type is not one the agent's backend accepts."""
 
 
+class InvalidImageName(DeploymentError):
+    """A string is not an image reference (``agent_core.images``); the run fails naming it."""
+
+
 class APIError(AgentError):
     """The orchestration API answered with an error (or not at all).
 
@@ -60,9 +66,33 @@ class APIError(AgentError):
         return f"{self.error}: {self.detail}"
 
 
-def describe_problems(problems: dict[str, Any]) -> str:
-    """``{"field": ["msg", ...]}`` (marshmallow's or the API's detail) as one readable line."""
-    return "; ".join(f"{key}: {_flatten(value)}" for key, value in problems.items())
+UNKNOWN_FIELD = "Unknown field."
+
+
+def describe_problems(problems: dict[str, Any], known: Iterable[str] = ()) -> str:
+    """``{"field": ["msg", ...]}`` (marshmallow's or the API's detail) as one readable line.
+
+    With ``known`` (the names a schema takes), an unknown name says which one was likely meant.
+    """
+    names = sorted(known)
+    return "; ".join(
+        f"{key}: {_unknown(str(key), names) if names and value == [UNKNOWN_FIELD] else _flatten(value)}"
+        for key, value in problems.items()
+    )
+
+
+def _unknown(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not close:
+        close = [k for k in known if name in k or k in name][:1]
+    if close:
+        return f"unknown name; did you mean {close[0]!r}?"
+    return f"unknown name; the names taken are {', '.join(known)}"
+
+
+def schema_names(schema: Any) -> list[str]:
+    """The names a marshmallow schema loads (each field's ``data_key`` where it has one)."""
+    return [field.data_key or name for name, field in schema.fields.items() if not field.dump_only]
 
 
 def _flatten(value: Any) -> str:

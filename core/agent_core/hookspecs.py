@@ -114,12 +114,14 @@ def list_deployments(agent: AgentContext) -> list[LiveDeployment] | None:
 def preflight(agent: AgentContext) -> list[CheckResult] | None:
     """Checks that the plugin can do its work: credentials, daemon reachable, image present.
 
-    Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``.
-    Must not raise: report a failure as a failed check (an exception is logged and the other
-    plugins' checks still run).
+    Called on the main thread by ``agent doctor`` and at start-up, after ``on_startup``, then
+    every ``readiness_interval`` seconds on the agent's ``readiness`` thread. While any check
+    fails the agent claims no runs and ``GET /api/health/ready`` answers 503. Must not raise:
+    report a failure as a failed check (an exception is logged, counts as a failed check named
+    ``PLUGIN preflight``, and the other plugins' checks still run). Keep it quick.
 
     :return: a list of :class:`~agent_core.models.CheckResult`; failed checks are printed by
-        ``agent doctor`` and logged as warnings at start-up.
+        ``agent doctor``, logged as warnings once per change, and stop claims until they pass.
     """
 
 
@@ -139,7 +141,8 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: AgentContext) -> Depl
     :param run_config: the run config resolved through ``run_config_schema``.
     :param agent: the agent; ``agent.flow_run_env(flow_run, run_config_env)`` gives the
         environment every workload gets (``docs/workload.md``), and
-        ``agent.write_output(flow_run, line)`` ships a line of the workload's output.
+        ``agent.write_output(flow_run, line)`` ships a line of the workload's output (queued;
+        pass ``on_shipped=`` to learn when the API has it).
     :return: a :class:`~agent_core.models.Deployment` (recorded on the run and logged as
         "Submitted for execution: ...") or a plain description string. ``None`` (no
         implementation answered) fails the run.
@@ -208,6 +211,11 @@ def cancel_deployment(
     ``check_deployment`` for it no more: ship what the workload wrote while stopping
     (``agent.write_output``) before returning.
 
+    The core also calls it to stop a run whose start or run timeout ran out (thread
+    ``timeout-<id>``; the run is then marked Failed, not Cancelled), a run no longer this
+    agent's after its lease was lost (thread ``lost-<id>``; the state is left as the API set
+    it), and what a deploy started for a run handed back at the drain deadline.
+
     :return: ``True`` once the workload is stopped, ``False`` if it could not be stopped (the
         core retries on the next round), ``None`` to pass.
     """
@@ -217,7 +225,10 @@ def cancel_deployment(
 def heartbeat(agent: AgentContext) -> None:
     """Periodic work: check platform health, reap finished workloads, report metrics.
 
-    Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin.
+    Called on the heartbeat thread every ``heartbeat_period`` seconds, on every plugin, also
+    while the agent drains; never once ``on_shutdown`` has been called. An exception that is not
+    an ``Exception`` (``SystemExit``) ends the heartbeat thread: it is restarted, and a fourth
+    death within a minute stops the agent.
     To make the health endpoint report a problem, call ``agent.set_problem(name, message)``
     (and ``agent.clear_problem(name)`` once it is gone).
 
@@ -271,10 +282,12 @@ def flow_run_state_changed(
 def on_shutdown(agent: AgentContext) -> None:
     """Release what the plugin holds (clients, threads, temporary files).
 
-    Called on the main thread once the poll loop has stopped and in-flight deployments are
-    drained (or the drain timeout passed) and the heartbeat thread has stopped; also after a
+    Called on the main thread once the poll loop has stopped, in-flight deployments are
+    drained (or the drain timeout passed), and the heartbeat, readiness checks, monitor and
+    run events have stopped (no other hook of this agent starts after it); also after a
     failed start-up once ``on_startup`` was called (even if it raised). Running workloads are
-    left alone: a restarted agent re-attaches to them.
+    left alone: a restarted agent re-attaches to them. Keep it short: it counts against the
+    shutdown's budget (``drain_timeout`` + 15 s) and nothing can cut it short.
 
     :raise Exception: logged; the other plugins' ``on_shutdown`` still run.
     """

@@ -136,10 +136,32 @@ class SecretMasker:
         return sorted(known, key=len, reverse=True)
 
     def mask(self, text: str) -> str:
-        for value in self.values():
-            if value in text:
-                text = text.replace(value, MASK)
-        return mask_passwords(text)
+        return _mask_with(self.values(), text)
+
+    def mask_all(self, texts: Iterable[str]) -> list[str]:
+        """Each of ``texts`` masked, asking the sources once for all (a batch of run-log lines)."""
+        values = self.values()
+        return [_mask_with(values, text) for text in texts]
+
+
+def _mask_with(values: Iterable[str], text: str) -> str:
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return mask_passwords(text)
+
+
+def agent_secrets(settings: Any) -> list[str]:
+    """The secret values an agent's settings (``AgentSettings``) hold: its key, the workloads'
+    key, ``[agent] env`` variables named like a secret, backend and extension settings named
+    like one, and URL passwords anywhere among them."""
+    tree = {
+        "api": {"key": settings.api_key, "url": settings.api_url},
+        "agent": {"workload_api_key": settings.workload_api_key, "env": settings.env},
+        "backends": {settings.backend: settings.backend_settings},
+        "plugins": settings.plugin_settings,
+    }
+    return secret_values(tree)
 
 
 class MaskSecrets(logging.Filter):

@@ -15,7 +15,7 @@ from typing import Any
 import pluggy
 from marshmallow import Schema, ValidationError
 
-from agent_core.errors import ConfigError, PluginError, describe_problems
+from agent_core.errors import ConfigError, PluginError, describe_problems, schema_names
 
 
 def declared_schemas(pm: pluggy.PluginManager) -> dict[str, Schema]:
@@ -74,8 +74,9 @@ def load_plugin_settings(pm: pluggy.PluginManager, raw: Mapping[str, Mapping[str
         try:
             values = schema.load(dict(raw.get(name, {})))
         except ValidationError as exc:
+            problems = describe_problems(exc.normalized_messages(), schema_names(schema))
             raise ConfigError(
-                f"invalid settings for extension {name!r}: {describe_problems(exc.normalized_messages())} "
+                f"invalid settings for extension {name!r}: {problems} "
                 f"(set them in [plugins.{name}], AGENT__PLUGINS__{name.upper()}__KEY "
                 f"or --set plugins.{name}.KEY=VALUE)"
             ) from None

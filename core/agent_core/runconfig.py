@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields
 
-from agent_core.errors import RunConfigMismatch, describe_problems
+from agent_core.errors import RunConfigMismatch, describe_problems, schema_names
 
 UNIVERSAL = "universal"
 
@@ -22,6 +22,28 @@ UNIVERSAL = "universal"
 #: number: the run's maximum runtime) and ``ship_output`` (a bool that may only turn the
 #: workload's output off, see ``docs/workload.md``).
 CORE_RUN_CONFIG_KEYS = ("timeout_seconds", "ship_output")
+
+
+class RunConfigSchema(Schema):
+    """The base of a backend's run-config schema: the fields of a ``universal`` run config.
+
+    A ``universal`` run config converts to any backend's type with its ``env`` and ``labels``
+    (:func:`resolve_run_config`), so every backend's schema takes both, meaning the same:
+    ``env`` is added to the workload's environment, a ``null`` value removing the variable
+    (docs/workload.md); ``labels`` are agent labels. A backend subclasses this schema and adds
+    its own fields.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    env = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(allow_none=True),
+        load_default=dict,
+        metadata={"description": "added to the workload's environment; null removes a variable"},
+    )
+    labels = fields.List(fields.String(), load_default=list, metadata={"description": "agent labels"})
 
 
 @dataclass(frozen=True)
@@ -81,5 +103,5 @@ def resolve_run_config(run_config: dict[str, Any] | None, backend: str, schema: 
         return schema.load(data)
     except ValidationError as exc:
         raise RunConfigMismatch(
-            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages())}"
+            f"invalid {backend!r} run config: {describe_problems(exc.normalized_messages(), schema_names(schema))}"
         ) from None

@@ -229,8 +229,18 @@ def list_deployments(agent: AgentContext) -> list[LiveDeployment]:
 
 
 def _ship(agent: AgentContext, flow_run: FlowRun, rd: platform.RunDir) -> None:
-    for line in rd.new_output():
+    # Two positions: how many lines were queued (here, so each is queued once), and how many the
+    # API has (the run directory's file, moved only when the agent says the API took them, so a
+    # restarted agent sends again what an outage kept from the API).
+    queued = agent.plugin_state(BACKEND).setdefault("queued", {})
+    start = queued.get(rd.path.name, rd.shipped())
+    lines = rd.lines()[start:]
+    if not lines:
+        return
+    queued[rd.path.name] = start + len(lines)
+    for line in lines[:-1]:
         agent.write_output(flow_run, line)
+    agent.write_output(flow_run, lines[-1], on_shipped=lambda: rd.set_shipped(start + len(lines)))
 ''',
     "{{PACKAGE}}/platform.py": '''
 """The platform: process groups started from run directories ``<state_dir>/<run id>-<attempt>/``.
@@ -293,18 +303,17 @@ class RunDir:
     def tail(self, count: int) -> list[str]:
         return self.lines()[-count:]
 
-    def new_output(self) -> list[str]:
-        """Complete lines written since the last call (the count is kept on disk, for restarts)."""
-        shipped_file = self.path / "shipped"
+    def shipped(self) -> int:
+        """How many lines of the output the API has (kept on disk, for restarts)."""
         try:
-            shipped = int(shipped_file.read_text())
+            return int((self.path / "shipped").read_text())
         except (OSError, ValueError):
-            shipped = 0
-        lines = self.lines()
-        new = lines[shipped:]
-        if new:
-            shipped_file.write_text(str(len(lines)))
-        return new
+            return 0
+
+    def set_shipped(self, count: int) -> None:
+        if count > self.shipped():
+            (self.path / "shipped.tmp").write_text(str(count))
+            os.replace(self.path / "shipped.tmp", self.path / "shipped")
 
 
 def run_dirs(root: Path) -> list[RunDir]:

@@ -12,8 +12,6 @@ import re
 import signal
 import time
 
-import pytest
-
 from agent_core.client import APIClient
 from tests.chaos.conftest import FAST_AGENT, marker_command, tally, until_final, wait_until
 from tests.e2e.conftest import log_messages
@@ -26,7 +24,6 @@ EXIT_WITHIN = 45
 LINE = re.compile(r"chaos-line (\d+)")
 
 
-@pytest.mark.xfail(strict=False, reason="issue 8: output lines count as shipped once buffered (local shipped offset)")
 def test_output_printed_during_an_outage_and_then_sigterm_loses_no_line(start_server, start_agent, homes):
     server = start_server(f"sqlite:///{homes / 'chaos.db'}")
     markers = homes / "markers"

@@ -118,7 +118,9 @@ def test_start_refuses_an_unknown_extension_setting_naming_it(home, capsys, monk
     code, _out, err = run_cli(capsys, "start", "--backend", "local", "--max-polls", "1")
 
     assert code == 1
-    assert "invalid settings for extension 'notify': retries: Unknown field." in err
+    assert (
+        "invalid settings for extension 'notify': retries: unknown name; the names taken are timeout, token, url"
+    ) in err
 
 
 def test_plugins_list_shows_an_extension_taking_a_backend_hook_instead_of_ok(home, capsys, monkeypatch, notify_dist):
@@ -139,3 +141,10 @@ def test_start_refuses_an_extension_taking_a_backend_hook(home, capsys, monkeypa
 
     assert code == 1
     assert "plugin 'taker', hook 'cancel_deployment'" in err
+
+
+def test_a_misspelt_backend_setting_says_which_one_was_meant(home, capsys):
+    code, _out, err = run_cli(capsys, "start", "--backend", "local", "--max-polls", "1", "--set", "import_pths=x")
+
+    assert code == 1
+    assert "invalid settings for backend 'local': import_pths: unknown name; did you mean 'import_paths'?" in err

@@ -143,3 +143,25 @@ def test_no_colours_when_the_output_is_not_a_terminal(env):
 
     assert "disk almost full" in result.stdout
     assert "\x1b[" not in result.stdout
+
+
+def test_the_embedded_api_writes_no_access_log_into_the_agents_log(home, capsys):
+    run_cli(capsys, "flows", "register", "etl", "--command", "echo hello")
+    run_cli(capsys, "runs", "create", "etl")
+
+    code, out, err = run_cli(capsys, "start", "--backend", "local", "--until-idle")
+
+    assert code == 0
+    assert "finished: Success" in out + err
+    assert "agent_core.server.access" not in out + err
+
+
+def test_the_embedded_api_writes_its_access_log_when_the_setting_asks(home, capsys, monkeypatch):
+    monkeypatch.setenv("AGENT__SERVER__ACCESS_LOG", "true")
+    run_cli(capsys, "flows", "register", "etl", "--command", "echo hello")
+    run_cli(capsys, "runs", "create", "etl")
+
+    code, out, err = run_cli(capsys, "start", "--backend", "local", "--until-idle")
+
+    assert code == 0
+    assert "agent_core.server.access: POST /api/queue 200" in out + err

@@ -8,6 +8,7 @@ Nothing of the engine or the client is mocked.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -272,7 +273,7 @@ class AgentFactory:
         for agent in self._prepared:
             agent.stop()
             agent.pool.drain(5)
-            agent.run_logs.stop()
+            agent.run_logs.stop(time.monotonic() + 10)
         started = {id(agent) for agent, _ in self._started}
         for agent in self._created:
             if id(agent) not in started and agent not in self._prepared:

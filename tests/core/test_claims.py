@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -51,7 +52,7 @@ def test_two_agents_racing_for_the_same_runs_deploy_each_exactly_once_silently(
     release.set()
     wait_until(lambda: all(agent.pool.pending == 0 for agent in agents))
     for agent in agents:
-        assert agent.run_logs.flush()
+        assert agent.run_logs.flush(time.monotonic() + 10)
 
     deployed = Counter(run_id for backend in backends for run_id in backend.deployed_ids())
     assert deployed == Counter({run_id: 1 for run_id in runs})
@@ -91,7 +92,7 @@ def test_a_run_changed_between_queue_read_and_claim_is_not_deployed(
 
     assert agent.poll_once() is True
     wait_until(lambda: clock.waits_of("deploy") and agent.pool.pending == 0)
-    assert agent.run_logs.flush()
+    assert agent.run_logs.flush(time.monotonic() + 10)
 
     assert backend.deployed == []
     assert run_state(api, run["id"]) == ("Cancelled" if change == "cancelled" else "Submitted")

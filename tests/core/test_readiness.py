@@ -8,7 +8,7 @@ from typing import Any
 from agent_core import CheckResult, hookimpl
 from agent_core.client import APIClient
 from agent_core.testing.servers import APIServer
-from tests.core.conftest import Backend, FakeClock, create_run, wait_until
+from tests.core.conftest import Backend, FakeClock, create_run, run_state, wait_until
 
 
 class Checked(Backend):
@@ -96,3 +96,69 @@ def test_in_flight_count_counts_the_runs_being_deployed(make_agent, sqlite_api: 
     finally:
         release.set()
     wait_until(lambda: agent.in_flight_count == 0)
+
+
+# --- readiness gating: an agent claims only what it can run ----------------------------------
+
+
+class Raising(Backend):
+    """A backend whose preflight raises instead of answering."""
+
+    @hookimpl
+    def preflight(self, agent: Any) -> list[CheckResult]:
+        raise RuntimeError("cannot tell")
+
+
+def test_an_agent_whose_preflight_fails_claims_nothing(make_agent, sqlite_api: APIClient) -> None:
+    backend = Checked(ok=False)
+    agent = make_agent([backend], start=True)
+    run = create_run(sqlite_api)
+    polls = agent.polls
+    wait_until(lambda: agent.polls >= polls + 3)
+
+    assert backend.deployed_ids() == []
+    assert run_state(sqlite_api, run["id"]) == "Scheduled"
+
+
+def test_an_agent_claims_again_once_its_preflight_passes(make_agent, sqlite_api: APIClient) -> None:
+    backend = Checked(ok=False)
+    agent = make_agent([backend], start=True, readiness_interval=0.2)
+    run = create_run(sqlite_api)
+    wait_until(lambda: agent.polls >= 2)
+    assert backend.deployed_ids() == []
+
+    backend.ok = True
+
+    assert wait_until(lambda: backend.deployed_ids() == [run["id"]], timeout=30)
+    assert agent.readiness() == (True, {})
+
+
+def test_a_preflight_that_raises_counts_as_failing(make_agent, sqlite_api: APIClient) -> None:
+    backend = Raising()
+    agent = make_agent([backend], start=True)
+    create_run(sqlite_api)
+    wait_until(lambda: agent.polls >= 2)
+
+    ok, problems = agent.readiness()
+
+    assert ok is False
+    assert "raised RuntimeError: cannot tell" in problems["backend"]
+    assert backend.deployed_ids() == []
+
+
+def test_a_failing_preflight_is_logged_once_not_at_every_check(make_agent, caplog) -> None:
+    backend = Checked(ok=False)
+    checks = 0
+
+    def counted(agent: Any) -> list[CheckResult]:
+        nonlocal checks
+        checks += 1
+        return [CheckResult("daemon", False, "the daemon is not answering")]
+
+    backend.preflight = hookimpl(counted)  # type: ignore[method-assign]
+    make_agent([backend], start=True, readiness_interval=0.1)
+    wait_until(lambda: checks >= 10)
+
+    said = [r for r in caplog.records if "not ready: claiming no runs" in r.getMessage()]
+
+    assert len(said) == 1

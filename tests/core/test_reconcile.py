@@ -52,10 +52,7 @@ def test_a_restarted_agent_reattaches_instead_of_deploying_again(
     wait_until(lambda: any("re-attached" in e["message"] for e in run_logs(sqlite_api, run["id"])))
 
 
-@pytest.mark.xfail(
-    strict=False, reason="superseded: issue 8 hands such a run back (Scheduled) instead; test to be rewritten"
-)
-def test_a_run_claimed_but_never_deployed_is_failed_on_restart(make_agent, sqlite_api: APIClient) -> None:
+def test_a_run_claimed_but_never_deployed_is_handed_back_on_restart(make_agent, sqlite_api: APIClient) -> None:
     run = create_run(sqlite_api)
     # A first life that claimed the run and died before deploy_flow returned.
     first = make_agent([Backend()], name="worker")
@@ -65,9 +62,12 @@ def test_a_run_claimed_but_never_deployed_is_failed_on_restart(make_agent, sqlit
     backend = Platform()
     make_agent([backend], name="worker", start=True)
 
-    failed = wait_for_state(sqlite_api, run["id"], "Failed")
-    assert "before recording a deployment" in failed["state"]["message"]
-    assert backend.deployed == []
+    # Handed back (Submitted -> Scheduled, same attempt), then taken like any Scheduled run.
+    wait_until(lambda: run["id"] in backend.deployed_ids())
+    history = sqlite_api.flow_run_states(run["id"])
+    assert [entry["type"] for entry in history][:4] == ["Scheduled", "Submitted", "Scheduled", "Submitted"]
+    assert history[2]["message"] == "Agent worker restarted before deploying this run: handed back"
+    assert [entry["attempt"] for entry in history] == [1] * len(history)
 
 
 def test_a_run_deployed_with_a_plain_string_is_left_alone_on_restart(make_agent, sqlite_api: APIClient) -> None:

@@ -8,7 +8,7 @@ import pytest
 from marshmallow import Schema, fields
 
 from agent_core.errors import RunConfigMismatch
-from agent_core.runconfig import CoreRunOptions, core_options, resolve_run_config
+from agent_core.runconfig import CoreRunOptions, RunConfigSchema, core_options, resolve_run_config
 
 
 class XRunConfig(Schema):
@@ -125,3 +125,25 @@ def test_an_invalid_core_key_is_a_mismatch_naming_the_key(run_config: dict[str, 
             resolve()
         for word in words:
             assert word in str(info.value)
+
+
+class EchoRunConfigSchema(RunConfigSchema):
+    """A backend's run-config schema built on core's base, as a third party would write it."""
+
+    greeting = fields.String(load_default="hello")
+
+
+def test_a_backend_schema_on_the_base_takes_a_universal_run_config_with_its_env_and_labels() -> None:
+    run_config = {"type": "universal", "env": {"A": "1", "GONE": None}, "labels": ["gpu"]}
+
+    assert resolve_run_config(run_config, "echo", EchoRunConfigSchema()) == {
+        "env": {"A": "1", "GONE": None},
+        "labels": ["gpu"],
+        "greeting": "hello",
+    }
+
+
+def test_a_backend_schema_on_the_base_refuses_an_unknown_field() -> None:
+    with pytest.raises(RunConfigMismatch) as info:
+        resolve_run_config({"type": "echo", "greting": "hi"}, "echo", EchoRunConfigSchema())
+    assert "greting" in str(info.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -331,7 +332,7 @@ def test_workload_output_reaches_the_runs_logs_unless_the_agent_or_the_run_turns
     agent = make_agent([output_backend()], start=True, ship_output=agent_ships)
 
     wait_until(lambda: any(log["message"].startswith("Submitted") for log in run_logs(sqlite_api, run["id"])))
-    agent.run_logs.flush(timeout=5)
+    agent.run_logs.flush(time.monotonic() + 5)
     messages = [log["message"] for log in run_logs(sqlite_api, run["id"])]
 
     assert "backend line" in messages

@@ -179,10 +179,6 @@ class Tutorial:
         return docs[0] if len(docs) == 1 and isinstance(docs[0], list) else docs
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 11: the tutorial now writes tests/test_conformance.py; expected file set not updated yet",
-)
 def test_the_tutorial_backend_and_extension_install_and_run(tmp_path: Path) -> None:
     page = TUTORIAL.read_text()
     files = doc_files(page)

@@ -79,7 +79,8 @@ def test_an_invalid_backend_setting_is_a_start_up_error_naming_it(run_cli):
 
 def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_agent):
     agent = start_agent(f"http://127.0.0.1:{free_port()}", ready=False)
-    time.sleep(1.5)  # it is now retrying the connection
+    # Its signal handlers are in place once it retries (a loaded machine takes seconds to get there).
+    agent.wait_for_output("unreachable", timeout=30)
     assert agent.alive()
 
     agent.send(signal.SIGTERM)
@@ -90,7 +91,9 @@ def test_sigterm_while_waiting_for_an_unreachable_api_at_start_up_exits_0(start_
 
 def test_an_agent_address_without_a_port_is_reported_even_when_the_api_is_unreachable(start_agent):
     agent = start_agent(f"http://127.0.0.1:{free_port()}", "--agent-address", "http://127.0.0.1", ready=False)
-    deadline = time.monotonic() + 4
+    # Refused before connecting: otherwise it would wait for the absent API for ever. The bound
+    # only allows for a loaded machine's slow interpreter start.
+    deadline = time.monotonic() + 20
     while agent.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
 

@@ -93,11 +93,17 @@ def start(
     url = api_settings["url"]
     if not url:
         # Workloads need a URL they can reach, so the embedded API is served on loopback.
+        import dataclasses
         import logging
 
         from agent_core.server.serve import open_store, start_in_thread
+        from agent_core.server.settings import ServerSettings
 
-        embedded = start_in_thread(open_store(config.db_url))
+        server_settings = ServerSettings.from_config(config.section("server"))
+        if "server.access_log" not in config.sources:
+            # The agent is the embedded API's only client: a line per poll is noise in its log.
+            server_settings = dataclasses.replace(server_settings, access_log=False)
+        embedded = start_in_thread(open_store(config.db_url), settings=server_settings)
         url = embedded.url
         logging.getLogger("agent").info("Embedded API on %s (database %s)", url, config.db_url)
     client = APIClient(url, api_settings["key"], timeout=api_settings["timeout"], retries=api_settings["retries"])
@@ -113,7 +119,7 @@ def start(
         drain_timeout=drain_timeout,
         api_url=client.url,
     )
-    agent = Agent(settings, client, pm)
+    agent = Agent(settings, client, pm, masker=cli.masker)
     try:
         agent.start()
     finally:

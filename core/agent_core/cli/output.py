@@ -68,8 +68,8 @@ def text(*pieces: Piece) -> Text:
 
 
 def say(*pieces: Piece) -> None:
-    """Print one line assembled from pieces; no piece is markup."""
-    console().print(text(*pieces))
+    """Print one line assembled from pieces; no piece is markup, and rich never breaks the line."""
+    console().print(text(*pieces), soft_wrap=True)  # one line each, for grep; the terminal wraps it
 
 
 def print_error(message: str) -> None:

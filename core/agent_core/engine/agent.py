@@ -1,7 +1,10 @@
-"""The agent: start-up, the poll loop, claiming and deploying runs, heartbeat and shutdown.
+"""The agent: a supervisor of owned parts, plus claiming and deploying runs.
 
 It keeps the behaviours of Prefect 1.x's ``Agent`` (see ``docs/engine.md``), with each
-platform-specific step delegated to the pluggy hooks in :mod:`agent_core.hookspecs`.
+platform-specific step delegated to the pluggy hooks in :mod:`agent_core.hookspecs`. Its
+background work lives in parts (:mod:`agent_core.engine.parts`): started in order by
+:meth:`Agent.start`, watched while it runs, stopped in reverse within one budget by
+:meth:`Agent.shutdown`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -23,17 +26,24 @@ from agent_core import __version__, workload
 from agent_core.client import APIClient
 from agent_core.engine.backoff import Backoff
 from agent_core.engine.clock import Clock, SystemClock
+from agent_core.engine.deploying import Deploying
 from agent_core.engine.events import RunEvents
-from agent_core.engine.health import start_health_server
+from agent_core.engine.health import HealthServer
+from agent_core.engine.heartbeat import Heartbeat
 from agent_core.engine.hooks import call_each
+from agent_core.engine.lease import LeaseKeeper
 from agent_core.engine.metrics import AgentMetrics
 from agent_core.engine.monitor import Monitor
 from agent_core.engine.outcomes import OutcomeLog
+from agent_core.engine.parts import PartFailed, Step, Supervisor, remaining
 from agent_core.engine.poller import Poller
 from agent_core.engine.pool import DeployPool
-from agent_core.engine.runlogs import RunLogShipper
+from agent_core.engine.probes import MAX_API_WAIT, Probes
+from agent_core.engine.readiness import Readiness
+from agent_core.engine.runlogs import RunLogs
 from agent_core.engine.settings import AgentSettings
 from agent_core.engine.state_writer import StateWriter
+from agent_core.engine.timeouts import Timeouts
 from agent_core.errors import (
     AgentError,
     APIUnavailable,
@@ -45,19 +55,36 @@ from agent_core.errors import (
     StartupError,
     StateUpdateConflict,
     describe_problems,
+    schema_names,
 )
+from agent_core.masking import SecretMasker, agent_secrets
 from agent_core.models import CheckResult, Deployment, FlowRun, LiveDeployment
 from agent_core.plugin_settings import load_plugin_settings
 from agent_core.runconfig import resolve_run_config
-from agent_core.serving import RunningServer
 from agent_core.states import State
 
 FAR_FUTURE_DAYS = 365 * 100
-MAX_API_WAIT = 10.0
+# The whole shutdown takes at most drain_timeout + SHUTDOWN_MARGIN seconds (plus what the
+# plugins' on_shutdown hooks take): the drain gets drain_timeout, everything after it shares
+# the margin, each part within its own cap below.
+SHUTDOWN_MARGIN = 15.0
 # The longest a clean exit waits for the API to acknowledge the agent's leave.
 LEAVE_WAIT = 5.0
 # How long a stopping agent keeps trying to write the run states the API did not take yet.
 STATE_WRITE_WAIT = 5.0
+# Caps of the other parts' stops: the poll in progress, a heartbeat or preflight hook in
+# progress, a monitor round and the cancels in progress, queued run events, unsent run logs.
+POLL_STOP_WAIT = 5.0
+HEARTBEAT_STOP_WAIT = 5.0
+READINESS_STOP_WAIT = 5.0
+MONITOR_STOP_WAIT = 10.0
+EVENTS_STOP_WAIT = 5.0
+RUN_LOGS_STOP_WAIT = 5.0
+HEALTH_STOP_WAIT = 5.0
+
+
+def _nothing() -> None:
+    """The start of a part that has nothing to start (its stop is what matters)."""
 
 
 class Agent:
@@ -73,6 +100,11 @@ class Agent:
     Read-only figures for health and metrics: ``polls``, ``poll_errors``, ``api_up``,
     ``backend_ready``, ``in_flight_count``, ``monitor.count``; :meth:`readiness` and
     :meth:`liveness` answer ``(ok, problems)``.
+
+    Its parts, in start order (stopped in reverse): the health API, the registration (stop:
+    leave), run-log shipping, the plugins (start: ``on_startup``, stop: ``on_shutdown``), run
+    events, the run-state writer, the monitor, readiness checks, the heartbeat, the deployer
+    (stop: the drain) and the poller.
     """
 
     def __init__(
@@ -83,6 +115,7 @@ class Agent:
         *,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        masker: SecretMasker | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -113,33 +146,36 @@ class Agent:
         self._last_poll_success_time: pendulum.DateTime | None = None
         self._api_failing_since: float | None = None
         self._api_last_error = ""
-        self._started_plugins = False
         self._contacted = False
         self._api_up = False
-        self._backend_ready = False
-        # Claims stop only on a failed check (an agent driven without start(), as in tests, claims).
-        self._preflight_failing = False
-        self._backend_problem = ""
         self._polls = 0
         self._poll_errors = 0
-        self._loops_started = False
 
-        self.pool = DeployPool(settings.workers)
+        self.parts = Supervisor(on_failure=self._part_failed)
+        self.pool = DeployPool(settings.workers, progress=self._drain_progress)
         self.poller = Poller(self)
         # One connection per thread that may call at once: deploy workers, the poll loop and its
         # long poll, monitor, heartbeat, run logs, cancels; fewer makes calls open their own.
         client.set_pool_size(self.pool.workers + 8)
         client.stop_event = self._stopping  # a retry pause must not sleep through a stop
         self.monitor = Monitor(self)
-        self.run_logs = RunLogShipper(client, settings.name)
+        # What the agent sends the API (run logs, state messages) is masked like its own log.
+        self.masker = masker or SecretMasker()
+        self.masker.add_source(lambda: agent_secrets(settings))
+        self.run_logs = RunLogs(client, settings.name, masker=self.masker, logger=self.logger)
         self.state_writer = StateWriter(self)
-        self._readiness_thread: threading.Thread | None = None
+        # Claims stop only on a failed check (an agent driven without start(), as in tests, claims).
+        self.readiness_checks = Readiness(self)
+        self.heartbeat = Heartbeat(self)
         self.events = RunEvents(pm, self, clock=self.clock)
-        self._heartbeat_thread: threading.Thread | None = None
-        self._health_server: RunningServer | None = None
+        self.health_server: HealthServer | None = None
+        self.probes = Probes(self)
         # Run-event listeners (owned by the observability part): /metrics and the outcome lines.
         self.metrics = AgentMetrics(self)
         self.outcomes = OutcomeLog(self)
+        self.timeouts = Timeouts(self)  # start and run timeouts (a part)
+        self.lease = LeaseKeeper(self)  # a heartbeat saying the lease expired
+        self.deploying = Deploying()  # claims not yet launched, handed back at the drain deadline
 
     # --- the public surface for plugins ---------------------------------------------------
 
@@ -148,14 +184,21 @@ class Agent:
         run_id = flow_run if isinstance(flow_run, str) else flow_run.id
         self.run_logs.write(run_id, message, level)
 
-    def write_output(self, flow_run: FlowRun, message: str, level: str = "INFO") -> None:
+    def write_output(
+        self, flow_run: FlowRun, message: str, level: str = "INFO", *, on_shipped: Callable[[], None] | None = None
+    ) -> None:
         """Ship a line of the workload's output to the run's logs, unless output is off for the run.
 
         Backends use this for workload output and :meth:`write_run_log` for their own lines;
         ``[agent] ship_output`` and the run config's ``ship_output`` decide (docs/workload.md).
+        ``on_shipped`` is called once the API has the line (and those before it), or at once
+        when output is off: a backend moves its position in the workload's output then, so that
+        lines the agent could not send before it stopped are sent by the next one.
         """
         if workload.ships_output(self, flow_run):
-            self.run_logs.write(flow_run.id, message, level)
+            self.run_logs.write(flow_run.id, message, level, on_shipped=on_shipped)
+        elif on_shipped is not None:
+            on_shipped()
 
     def flow_run_env(
         self,
@@ -221,7 +264,7 @@ class Agent:
     @property
     def backend_ready(self) -> bool:
         """Whether the last ``preflight`` passed (every check ok); False before it ran."""
-        return self._backend_ready
+        return self.readiness_checks.ready
 
     @property
     def in_flight_count(self) -> int:
@@ -230,46 +273,18 @@ class Agent:
             return len(self._in_flight)
 
     def liveness(self) -> tuple[bool, dict[str, str]]:
-        """``(ok, problems)``: the process and its loops are alive. Not ok before the first
-        successful API contact, nor once a loop thread died or the poll loop stalled."""
-        problems: dict[str, str] = {}
-        now = self.clock.monotonic()
-        if not self._contacted:
-            problems["api"] = "no successful API contact yet"
-        if self._loops_started:
-            for name, thread in (("monitor", self.monitor.thread), ("heartbeat", self._heartbeat_thread)):
-                if thread is not None and not thread.is_alive() and not self.stopping:
-                    problems[name] = f"the {name} thread is not running"
-        if (
-            self._last_poll_attempt is not None
-            and not self.stopping
-            and now - self._last_poll_attempt > self.settings.stall_threshold + MAX_API_WAIT + self._poll_wait()
-        ):
-            problems["poll"] = f"the poll loop has not run for {now - self._last_poll_attempt:.0f}s"
-        return not problems, problems
+        """``(ok, problems)``: the process and its parts are alive. Not ok before the first
+        successful API contact, nor while a part is dead or the poll loop stalled."""
+        return self.probes.liveness()
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """``(ok, problems)``: the agent can take work now: alive, the API reachable, its last
         poll recent, the backend's preflight passing, not stopping, no plugin problem."""
-        _, problems = self.liveness()
-        problems = {**self._problems, **problems}
-        now = self.clock.monotonic()
-        if self._contacted and not self._api_up:
-            since = now - self._api_failing_since if self._api_failing_since is not None else 0.0
-            problems["api"] = f"the API has been unreachable for {since:.0f}s: {self._api_last_error}"
-        if self._last_poll_success is not None and not self.stopping:
-            quiet = now - self._last_poll_success
-            if quiet > self.settings.stall_threshold + self._poll_wait():
-                problems.setdefault("poll", f"no successful poll for {quiet:.0f}s")
-        if not self._backend_ready:
-            problems["backend"] = self._backend_problem or "the backend's preflight has not passed yet"
-        if self.stopping:
-            problems["stopping"] = "the agent is shutting down: no new claims"
-        return not problems, problems
+        return self.probes.readiness()
 
-    def _poll_wait(self) -> float:
-        """How long one poll may legitimately hold the loop (a long poll's wait)."""
-        return self.poller.long_poll_seconds
+    def health(self) -> dict[str, Any]:
+        """The ``GET /api/health`` answer (see :mod:`agent_core.engine.probes`)."""
+        return self.probes.health()
 
     def is_in_flight(self, run_id: str) -> bool:
         with self._in_flight_lock:
@@ -278,39 +293,59 @@ class Agent:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run until stopped, ``--max-polls`` is reached or (``--until-idle``) no work is left."""
+        """Run until stopped, ``--max-polls`` is reached or (``--until-idle``) no work is left.
+
+        Raises :class:`PartFailed` (after the shutdown) when a part kept dying.
+        """
         restore = self._install_signal_handlers()
+        parts = self.parts
         try:
-            self.events.start()
             self.load_backend_contract()
             if self.settings.agent_address:
                 # Before connecting: a bad address is reported at once, and health answers
                 # (503, "api") while the agent waits for an absent API.
-                self._health_server = start_health_server(self, self.settings.agent_address)
+                self.health_server = HealthServer(self, self.settings.agent_address)
+                parts.start(self.health_server, stop_within=HEALTH_STOP_WAIT)
                 self.logger.info(
                     "Health API on %s (/api/health/live, /api/health/ready, /metrics, /api/poke)",
-                    self._health_server.url,
+                    self.health_server.url,
                 )
-            self.connect()
+            parts.start(Step("registration", self.connect, self._leave), stop_within=LEAVE_WAIT)
             if self.stopping:
                 return
-            # Set first: plugins whose on_startup ran get on_shutdown even if a later one raises.
-            self._started_plugins = True
-            self.pm.hook.on_startup(agent=self)
-            self._preflight_warnings()
+            parts.start(self.run_logs, stop_within=RUN_LOGS_STOP_WAIT)
+            parts.start(Step("plugins", self._start_plugins, self._stop_plugins))
+            self.readiness_checks.check()
             self._banner()
-            self.run_logs.start()
-            self.state_writer.start()
+            parts.start(self.events, stop_within=EVENTS_STOP_WAIT)
+            parts.start(self.state_writer, stop_within=STATE_WRITE_WAIT)
             self.reconcile()
-            self.monitor.start()
-            self._readiness_thread = threading.Thread(target=self._readiness_loop, name="readiness", daemon=True)
-            self._readiness_thread.start()
-            self._start_heartbeat()
-            self._loops_started = True
-            self.poll_loop()
+            parts.start(self.monitor, stop_within=MONITOR_STOP_WAIT)
+            # Stopped before the monitor: the stops of timed-out and lost runs finish first.
+            parts.start(self.timeouts, stop_within=self.settings.cancel_grace_seconds + 5)
+            parts.start(Step("lease", _nothing, self.lease.stop), stop_within=self.settings.cancel_grace_seconds + 5)
+            parts.start(self.readiness_checks, stop_within=READINESS_STOP_WAIT)
+            parts.start(self.heartbeat, stop_within=HEARTBEAT_STOP_WAIT)
+            parts.start(self.pool, stop_within=self.settings.drain_timeout)
+            parts.start(self.poller, stop_within=POLL_STOP_WAIT)
+            parts.watch(self._stopping)  # this thread supervises until the agent stops
         finally:
             self.shutdown()
             restore()
+        if parts.failure is not None:
+            raise parts.failure
+
+    def _start_plugins(self) -> None:
+        self.pm.hook.on_startup(agent=self)
+
+    def _stop_plugins(self, deadline: float) -> None:
+        # Every part that calls hooks has stopped by now (the supervisor stops in reverse).
+        call_each(self.pm, "on_shutdown", agent=self)
+
+    def _part_failed(self, failure: PartFailed) -> None:
+        """A part kept dying: stop (readiness fails from now on); start() raises ``failure``."""
+        self.set_problem("parts", str(failure))
+        self.stop()
 
     def load_backend_contract(self) -> None:
         """Validate the backend's settings and fetch its run-config schema (before connecting)."""
@@ -327,8 +362,9 @@ class Agent:
             try:
                 self.backend_settings = schema.load(raw)
             except ValidationError as exc:
+                problems = describe_problems(exc.normalized_messages(), schema_names(schema))
                 raise ConfigError(
-                    f"invalid settings for backend {self.backend!r}: {describe_problems(exc.normalized_messages())} "
+                    f"invalid settings for backend {self.backend!r}: {problems} "
                     f"(set them in [backends.{self.backend}], AGENT__BACKENDS__{self.backend.upper()}__KEY "
                     "or --set KEY=VALUE)"
                 ) from None
@@ -406,37 +442,14 @@ class Agent:
             self.env = {**self.env, **settings["env"]}
         self.logger.info("Applied agent config %s (%s)", config["name"], config_id)
 
-    def _preflight_warnings(self) -> None:
-        """Run the preflight checks; while any fails the agent claims nothing (logged on change)."""
-        try:
-            failed = [result for result in self.preflight() if not result.ok]
-        except Exception as exc:  # a raising check counts as failing, never ends the agent
-            self.logger.exception("preflight raised")
-            failed = [CheckResult("preflight", False, f"raised {type(exc).__name__}: {exc}")]
-        problem = "; ".join(f"{r.name}: {r.detail}" for r in failed)
-        was_ready, old_problem = self._backend_ready, self._backend_problem
-        self._backend_ready = not failed
-        self._preflight_failing = bool(failed)
-        self._backend_problem = problem
-        if failed and problem != old_problem:
-            for result in failed:
-                self.logger.warning("preflight %s failed: %s", result.name, result.detail)
-            self.logger.warning(
-                "backend %r not ready: claiming no runs until its checks pass (checked every %.0fs)",
-                self.backend,
-                self.settings.readiness_interval,
-            )
-        elif not failed and not was_ready and old_problem:
-            self.logger.info("backend %r ready again: claiming runs", self.backend)
-
-    def _readiness_loop(self) -> None:
-        while not self._stopping.wait(self.settings.readiness_interval):
-            self._preflight_warnings()
-
     def preflight(self) -> list[CheckResult]:
+        def raised(plugin: str, exc: Exception) -> list[CheckResult]:
+            # A check that cannot tell is not a pass: readiness fails until it answers.
+            return [CheckResult(f"{plugin} preflight", False, f"raised {type(exc).__name__}: {exc}")]
+
         results: list[CheckResult] = []
-        for batch in call_each(self.pm, "preflight", agent=self):
-            results.extend(batch)
+        for batch in call_each(self.pm, "preflight", on_error=raised, agent=self):
+            results.extend(batch or [])
         return results
 
     def _banner(self) -> None:
@@ -489,16 +502,8 @@ class Agent:
             for run_id in attached:
                 self.write_run_log(run_id, f"Agent {self.name} restarted and re-attached to this run")
 
-    def _start_heartbeat(self) -> None:
-        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        self._heartbeat_thread.start()
-
-    def _heartbeat_loop(self) -> None:
-        while not self.stopping:
-            self.heartbeat_once()
-            self.clock.wait(self._stopping, self.settings.heartbeat_period)
-
     def heartbeat_once(self) -> None:
+        """The API's part of a heartbeat (the heartbeat part then calls the hooks)."""
         try:
             answer = self.client.agent_heartbeat(self.id)
         except APIUnavailable as exc:
@@ -506,9 +511,9 @@ class Agent:
         except Exception:
             self.logger.exception("API heartbeat failed")
         else:
+            self.lease.on_heartbeat(answer)
             for data in answer.get("cancelling", []):
                 self.monitor.request_cancel(FlowRun.from_api(data))
-        call_each(self.pm, "heartbeat", agent=self)
 
     # --- the poll loop --------------------------------------------------------------------
 
@@ -559,7 +564,7 @@ class Agent:
     def may_claim(self) -> bool:
         """Whether the agent takes new runs now: not while stopping, nor while the backend's
         preflight fails (the runs stay Scheduled for healthy agents)."""
-        return not self.stopping and not self._preflight_failing
+        return not self.stopping and not self.readiness_checks.failing
 
     def _idle(self) -> bool:
         if self.pool.pending or self.monitor.count:
@@ -668,6 +673,7 @@ class Agent:
 
     def deploy_claimed(self, run: FlowRun) -> None:
         self.logger.info("Deploying flow run %s (%s)", run.id, run.flow_name)
+        self.deploying.begin(run)
         try:
             run_config = resolve_run_config(run.run_config, self.backend, self.run_config_schema)
             result = self.pm.hook.deploy_flow(flow_run=run, run_config=run_config, agent=self)
@@ -675,12 +681,17 @@ class Agent:
                 raise DeploymentError(f"backend {self.backend!r} returned nothing from deploy_flow")
             deployment = result if isinstance(result, Deployment) else Deployment(self.backend, "", str(result))
         except Exception as exc:
+            if self.deploying.end(run.id):
+                return  # handed back at the drain deadline meanwhile: not this agent's to fail
             message = str(exc) or exc.__class__.__name__
             self.logger.error(
                 "Deployment of flow run %s failed: %s", run.id, message, exc_info=not isinstance(exc, AgentError)
             )
             self.write_run_log(run.id, message, "ERROR")
             self.state_writer.write(run, State.FAILED, message)
+            return
+        if self.deploying.end(run.id):
+            self.deploying.withdraw(self, run, deployment)  # handed back at the drain deadline meanwhile
             return
         # Recorded even without a platform id (a backend returning a plain string), so that a
         # restarted agent knows this run was deployed and does not fail it.
@@ -718,6 +729,7 @@ class Agent:
 
     def set_final_state(self, run: FlowRun, state: State, message: str) -> bool:
         """Move ``run`` to ``state``, re-reading it on a conflict. True once nothing is left to do."""
+        message = self.masker.mask(message)  # a deploy error may quote a URL with its password
         for _ in range(5):
             try:
                 data = self.client.set_flow_run_state(run.id, version=run.version, state=state.value, message=message)
@@ -750,58 +762,55 @@ class Agent:
 
     # --- health and shutdown --------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
-        now = self.clock.monotonic()
-        problems = dict(self._problems)
-        threshold = self.settings.stall_threshold
-        if self._last_poll_attempt is not None and now - self._last_poll_attempt > threshold + 10:
-            problems["poll"] = f"the poll loop has not run for {now - self._last_poll_attempt:.0f}s"
-        if self._api_failing_since is not None and now - self._api_failing_since > threshold:
-            problems["api"] = (
-                f"the API has been unreachable for {now - self._api_failing_since:.0f}s: {self._api_last_error}"
-            )
-        return {
-            "status": "unhealthy" if problems else "ok",
-            "agent_id": self.id,
-            "name": self.name,
-            "backend": self.backend,
-            "labels": self.labels,
-            "last_successful_poll": self._last_poll_success_time.isoformat() if self._last_poll_success_time else None,
-            "in_flight": self.pool.pending,
-            "monitored": self.monitor.count,
-            "problems": problems,
-        }
-
     def shutdown(self) -> None:
+        """Stop every part in reverse start order, all within one budget, and say what is left."""
         self._stopping.set()
         self._wake.set()
-        if not self.pool.drain(self.settings.drain_timeout):
+        began = time.monotonic()
+        self.parts.stop(began + self.settings.drain_timeout + SHUTDOWN_MARGIN)
+        self._report_unwatched()
+        self.logger.info("Agent %s stopped (shutdown took %.1fs)", self.name, time.monotonic() - began)
+
+    def _drain_progress(self, left: float) -> None:
+        """What the drain waits for, when it starts and every few seconds (``left`` 0: time is up)."""
+        deploying, monitored = self.pool.pending, self.monitor.count
+        if left <= 0:
             self.logger.error(
-                "%d deployment(s) still running after the %.0fs drain timeout",
-                self.pool.pending,
+                "%d deployment(s) still running after the %.0fs drain timeout: their runs are handed "
+                "back (Scheduled), and whatever such a deploy still starts is stopped",
+                deploying,
                 self.settings.drain_timeout,
             )
-        self.monitor.stop()
-        if self._heartbeat_thread is not None:
-            # A heartbeat hook must never run after on_shutdown released what it uses.
-            self._heartbeat_thread.join(timeout=self.settings.heartbeat_period + 10)
-        self.state_writer.stop(time.monotonic() + STATE_WRITE_WAIT)
-        if self._readiness_thread is not None:
-            self._readiness_thread.join(timeout=5.0)  # a preflight in progress ends before on_shutdown
-        # Plugins hear of the last state changes before on_shutdown releases what they use.
-        self.events.stop(time.monotonic() + 10.0)
-        if self._started_plugins:
-            call_each(self.pm, "on_shutdown", agent=self)
-        self.run_logs.stop()
-        self._leave(LEAVE_WAIT)
-        if self._health_server is not None:
-            self._health_server.stop()
-        self.logger.info("Agent %s stopped", self.name)
+            self.deploying.hand_back_all(
+                self, f"Agent {self.name} stopped before deploying this run (drain timeout): handed back"
+            )
+            return
+        self.logger.info(
+            "draining: %d run(s) still deploying, %d monitored (left running), %.0fs left",
+            deploying,
+            monitored,
+            left,
+        )
 
-    def _leave(self, wait: float) -> None:
-        """Tell the API this agent left (its undeployed runs go back at once), waiting at most ``wait`` s."""
+    def _report_unwatched(self) -> None:
+        """Name the workloads that keep running with nobody watching them, and how to re-attach."""
+        left = self.monitor.tracked()
+        if not left:
+            return
+        workloads = "; ".join(f"run {item.run.id} ({item.run.flow_name}): {item.deployment}" for item in left)
+        self.logger.warning(
+            "%d workload(s) keep running unwatched: %s. An agent started again under the name %r "
+            "re-attaches to them (within its lease; after it the API fails their runs)",
+            len(left),
+            workloads,
+            self.name,
+        )
+
+    def _leave(self, deadline: float) -> None:
+        """Tell the API this agent left (its undeployed runs go back at once), waiting until ``deadline``."""
         if not self.id or "leave" not in self.poller.features:
             return
+        wait = remaining(deadline)
 
         def leave() -> None:
             try:

@@ -57,12 +57,15 @@ Subscriber = Callable[[RunEvent], None]
 
 
 class RunEvents:
-    """The run-events part of an agent: a queue and the thread that delivers it.
+    """The run-events part of an agent (:mod:`agent_core.engine.parts`): a queue and the thread
+    that delivers it.
 
     ``pm``/``agent``: the plugin manager and the agent handed to the hook (``None`` for a part
     with subscribers only). Started by the agent before anything can emit; ``stop(deadline)``
     delivers what is queued until ``deadline`` (a ``time.monotonic()`` value), then gives up.
     """
+
+    name = "run-events"
 
     def __init__(
         self,
@@ -80,6 +83,7 @@ class RunEvents:
         self._queue: queue.Queue[RunEvent | None] = queue.Queue(maxsize=max_queued)
         self._subscribers: list[Subscriber] = []
         self._thread: threading.Thread | None = None
+        self._stopping = False  # set by stop(): the thread ending then is no death
         self._lock = threading.Lock()
         self._dropped = 0
         self._delivered = 0
@@ -127,12 +131,17 @@ class RunEvents:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
+        """Start (or, after it died, restart) the run-events thread."""
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="run-events", daemon=True)
             self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread is None or self._thread.is_alive() or self._stopping
+
     def stop(self, deadline: float) -> bool:
         """Deliver what is queued, at most until ``deadline``; True if everything was delivered."""
+        self._stopping = True
         if self._thread is None:
             return self._queue.empty()
         if self._thread.is_alive():

@@ -100,3 +100,29 @@ def start_health_server(agent: Agent, address: str) -> RunningServer:
         return serve_in_thread(create_health_app(agent, agent.metrics), host, port, name="health-api", threads=2)
     except StartupError as exc:
         raise StartupError(f"cannot serve the health API on {address}: {exc}") from None
+
+
+class HealthServer:
+    """The health API as a part of the agent (:mod:`agent_core.engine.parts`)."""
+
+    name = "health"
+
+    def __init__(self, agent: Agent, address: str) -> None:
+        self.agent = agent
+        self.address = address
+        self.server: RunningServer | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url if self.server is not None else ""
+
+    def start(self) -> None:
+        self.server = start_health_server(self.agent, self.address)
+
+    def stop(self, deadline: float) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def alive(self) -> bool:
+        server = self.server
+        return server is None or server.thread.is_alive() or server.stopping.is_set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -10,11 +11,17 @@ import pluggy
 log = logging.getLogger(__name__)
 
 
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+def call_each(
+    pm: pluggy.PluginManager,
+    hook_name: str,
+    on_error: Callable[[str, Exception], Any] | None = None,
+    **kwargs: Any,
+) -> list[Any]:
     """Call every implementation of ``hook_name``; log and skip the ones that raise.
 
-    Each plugin is called through a subset caller of the manager, so hook tracing
-    (``AGENT_DEBUG_HOOKS``) sees these calls like any other.
+    ``on_error(plugin_name, exc)``, when given, returns what stands for a raising plugin's
+    result (a failed check, for ``preflight``). Each plugin is called through a subset caller
+    of the manager, so hook tracing (``AGENT_DEBUG_HOOKS``) sees these calls like any other.
     """
     results = []
     plugins = [impl.plugin for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls())]
@@ -22,6 +29,9 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[A
         caller = pm.subset_hook_caller(hook_name, remove_plugins=[p for p in plugins if p is not plugin])
         try:
             results.extend(caller(**kwargs))
-        except Exception:
-            log.exception("%s hook of plugin %r failed", hook_name, pm.get_name(plugin))
+        except Exception as exc:
+            name = pm.get_name(plugin) or repr(plugin)
+            log.exception("%s hook of plugin %r failed", hook_name, name)
+            if on_error is not None:
+                results.append(on_error(name, exc))
     return results

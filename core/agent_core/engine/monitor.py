@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ OUTPUT_TAIL_LINES = 20
 # At most this many threads write a round's states, one more for every WRITER_SHARE runs.
 WRITERS = 4
 WRITER_SHARE = 8
+# How long a run's last output may take to reach the API before its final state is written.
+LOG_FLUSH_WAIT = 2.0
 
 
 @dataclass
@@ -37,13 +40,16 @@ class Tracked:
 
 
 class Monitor:
+    """A part of the agent (:mod:`agent_core.engine.parts`): ``start``, ``stop(deadline)``, ``alive``."""
+
+    name = "monitor"
+
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._tracked: dict[str, Tracked] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
-        self.thread: threading.Thread | None = None  # set once started, for liveness
+        self.thread: threading.Thread | None = None  # set once started
         self._warned_no_check = False
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -52,11 +58,24 @@ class Monitor:
         if run.deployment is None:
             run.deployment = deployment.to_dict()  # so run events carry it
         with self._lock:
+            older = self._tracked.get(run.id)
             self._tracked[run.id] = Tracked(run, deployment)
+        if older is not None and older.run.attempt != run.attempt:
+            # This agent deployed a newer attempt: the older one was taken from it (its lease ran out).
+            self.agent.lease.abandon(older, run)
 
     def untrack(self, run_id: str) -> None:
         with self._lock:
             self._tracked.pop(run_id, None)
+
+    def release(self, run_id: str) -> Tracked | None:
+        """Take a run from the monitor (a timeout or a lost lease stops it); None if not tracked."""
+        with self._lock:
+            return self._tracked.pop(run_id, None)
+
+    def snapshot(self) -> list[Tracked]:
+        with self._lock:
+            return list(self._tracked.values())
 
     def is_tracked(self, run_id: str) -> bool:
         with self._lock:
@@ -67,14 +86,31 @@ class Monitor:
         with self._lock:
             return len(self._tracked)
 
-    def start(self) -> None:
-        self._thread.start()
-        self.thread = self._thread
+    def tracked(self) -> list[Tracked]:
+        """The runs being watched (at exit: the workloads left running unwatched)."""
+        with self._lock:
+            return list(self._tracked.values())
 
-    def stop(self) -> None:
+    def start(self) -> None:
+        """Start (or, after it died, restart) the monitor thread."""
+        self.thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread is None or self.thread.is_alive() or self._stop.is_set()
+
+    def stop(self, deadline: float) -> None:
+        """Stop the loop and wait, until ``deadline`` (``time.monotonic()``), for it and for the
+        cancels in progress (a cancel's grace period may outlast it: then it is named)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        if self.thread is not None and self.thread.is_alive():
+            self.thread.join(max(0.0, deadline - time.monotonic()))
+        for item in self.tracked():
+            thread = item.cancel_thread
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    log.warning("the cancel of run %s is still in progress at exit", item.run.id)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -102,7 +138,7 @@ class Monitor:
                     checked.append((item, status))
         if any(status.kind not in ("pending", "running") for _, status in checked):
             # The output of every run that ended this round, shipped in one go (not a flush each).
-            self.agent.run_logs.flush(timeout=2.0)
+            self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         # Those that need an API write (Running, a final state): on a few threads when there
         # are many, since a burst of short runs ends many at once and each write is a round trip.
         writes = [(item, status) for item, status in checked if _needs_write(item, status)]
@@ -139,7 +175,11 @@ class Monitor:
         with self._lock:
             item = self._tracked.get(run.id)
             if item is None:
-                pass
+                # Decided under the lock: a deploy thread tracks its run (taking this lock)
+                # before it leaves the in-flight set, so a run neither tracked nor in flight
+                # has no workload of ours, now or later. Looked at apart, a deploy finishing
+                # in between would leave its workload running untracked, its run Cancelled.
+                untouched = not self.agent.is_in_flight(run.id)
             elif item.cancel_thread is not None:
                 return
             else:
@@ -150,7 +190,7 @@ class Monitor:
                 )
                 item.cancel_thread.start()
                 return
-        if not self.agent.is_in_flight(run.id):
+        if untouched:
             # Nothing of ours runs for it (the deploy failed or never happened).
             self.agent.set_final_state(run, State.CANCELLED, "Cancelled (no workload was running)")
 
@@ -173,7 +213,7 @@ class Monitor:
             with self._lock:
                 item.cancel_thread = None  # try again next round
             return
-        self.agent.run_logs.flush(timeout=2.0)
+        self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         if self.agent.set_final_state(item.run, State.CANCELLED, "Cancelled"):
             self.untrack(run.id)
 
@@ -200,6 +240,9 @@ class Monitor:
         run = item.run
         if status.kind == "pending":
             return
+        with self._lock:
+            if self._tracked.get(run.id) is not item:
+                return  # released meanwhile (timeout, lost lease): whatever stopped it writes the state
         if run.state == State.SUBMITTED:
             # Also for a workload that already exited: the history shows it ran.
             self._set_running(item)
@@ -208,7 +251,7 @@ class Monitor:
             return
         # The run's output must be readable by the time anyone sees it final.
         if not logs_flushed:
-            self.agent.run_logs.flush(timeout=2.0)
+            self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         if item.cancelling:
             done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")
         elif status.kind == "exited" and status.exit_code == 0:
@@ -258,12 +301,17 @@ class Monitor:
 
     def _refresh(self, item: Tracked) -> None:
         try:
-            item.run = FlowRun.from_api(self.agent.client.get_flow_run(item.run.id))
+            current = FlowRun.from_api(self.agent.client.get_flow_run(item.run.id))
         except NotFound:
             self.untrack(item.run.id)
             return
         except APIUnavailable:
             return
+        if not self.agent.lease.owns(item.run, current):
+            # Recovered from this agent (its lease ran out) and retried or handed to another one.
+            self.agent.lease.give_up(item, current)
+            return
+        item.run = current
         if item.run.state.is_final:
             self.untrack(item.run.id)
         elif item.run.state == State.CANCELLING:

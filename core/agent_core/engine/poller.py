@@ -60,10 +60,15 @@ class _Outstanding:
 
 
 class Poller:
-    """The agent's poll loop (on the thread that calls :meth:`loop`, the main thread)."""
+    """The agent's poll loop: a part (:mod:`agent_core.engine.parts`) on the ``poll`` thread,
+    or on the thread that calls :meth:`loop` (tests driving it by hand)."""
+
+    name = "poller"
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self._thread: threading.Thread | None = None
+        self._finished = False
         self._outstanding: _Outstanding | None = None
         self._claims_unknown = False  # a claim's answer was lost: read back before trusting the queue
         self._features: frozenset[str] | None = None
@@ -100,6 +105,30 @@ class Poller:
     def claims(self) -> bool:
         return "claim" in self.features
 
+    # --- the part -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, name="poll", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.loop()
+        self._finished = True
+        self.agent.stop()  # --max-polls or --until-idle: the loop's end is the agent's
+
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._finished or self.agent.stopping
+
+    def stop(self, deadline: float) -> None:
+        """Wait (until ``deadline``) for the poll in progress: runs it claimed reach the deployer
+        before the deployer drains. An outstanding long poll is not waited for (it never claims)."""
+        self.agent._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
     # --- the loop -------------------------------------------------------------------------
 
     def loop(self) -> None:
@@ -108,12 +137,17 @@ class Poller:
         remaining = agent.settings.max_polls
         while not agent.stopping and (remaining is None or remaining > 0):
             wait = self.long_poll_seconds
-            if wait:
-                found, delay = self._long_poll_round(wait, backoff)
-            else:
-                agent._wake.clear()
-                found = self.poll_once()
-                delay = backoff.next_delay(found)
+            try:
+                if wait:
+                    found, delay = self._long_poll_round(wait, backoff)
+                else:
+                    agent._wake.clear()
+                    found = self.poll_once()
+                    delay = backoff.next_delay(found)
+            except Exception:  # any answer, any bug: the loop backs off and goes on
+                agent._poll_errors += 1
+                log.exception("poll round failed; backing off")
+                found, delay = False, backoff.next_delay(False)
             if remaining is not None:
                 remaining -= 1
             if not found and agent.settings.until_idle and agent._idle():

@@ -34,6 +34,10 @@ class AgentSettings:
     max_workers: int = 0
     drain_timeout: float = 30.0
     cancel_grace_seconds: float = 10.0
+    # Timeouts (engine/timeouts.py): deployed but not Running within this many seconds -> Failed;
+    # Running longer than the run config's timeout_seconds, else this -> Failed. 0: off.
+    start_timeout_seconds: float = 300.0
+    run_timeout_seconds: float = 0.0
     stall_threshold: float = 60.0
     # How the agent logs (set up by the CLI, cli/logging_setup.py); also the workloads' default level.
     log_level: str = "INFO"

@@ -31,6 +31,10 @@ class _Pending:
 
 
 class StateWriter:
+    """The run-state writer part (:mod:`agent_core.engine.parts`)."""
+
+    name = "run-states"
+
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._pending: dict[str, _Pending] = {}
@@ -47,6 +51,9 @@ class StateWriter:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="run-states", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     def write(self, run: FlowRun, state: State, message: str) -> bool:
         """Write ``state`` now if the API takes it, else keep it for the writer thread.
@@ -91,7 +98,12 @@ class StateWriter:
         with self._lock:
             items = list(self._pending.values())
         for item in items:
-            if self.agent.set_final_state(item.run, item.state, item.message):
+            try:
+                written = self.agent.set_final_state(item.run, item.state, item.message)
+            except Exception:  # an answer of the wrong shape: kept, and tried again like an outage
+                self.agent.logger.exception("Could not mark run %s %s; trying again", item.run.id, item.state.value)
+                written = False
+            if written:
                 with self._lock:
                     self._pending.pop(item.run.id, None)
                 self.agent.logger.info("Flow run %s marked %s after all", item.run.id, item.state.value)

@@ -50,6 +50,24 @@ class APIServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def requests_answered(self, method: str, route: str) -> int:
+        """How many ``method route`` requests (a route template, e.g. ``/api/logs``) the server
+        answered, whatever their status: read from its ``GET /metrics``, as a scraper would."""
+        import requests
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "agent_api_requests_total"
+                and sample.labels.get("method") == method
+                and sample.labels.get("route") == route
+            )
+        )
+
     def client(self, key: str = "", **kwargs: Any) -> APIClient:
         kwargs.setdefault("retries", 0)
         client = APIClient(self.url, key, **kwargs)

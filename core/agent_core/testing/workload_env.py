@@ -125,8 +125,12 @@ def create_agent_key(admin: APIClient) -> str:
 
 
 def dump_command(python: str = "python3") -> str:
-    """A flow command printing the whole environment as one JSON line (found by :func:`parse_dump`)."""
-    code = f"import json, os; print({DUMP_MARKER!r} + json.dumps(dict(os.environ), sort_keys=True))"
+    """A flow command printing the whole environment as one line (found by :func:`parse_dump`).
+
+    The JSON is hex-encoded: the agent masks secret values in every run-log line, workload
+    output included, and the table must see the keys the workload really got.
+    """
+    code = f"import json, os; print({DUMP_MARKER!r} + json.dumps(dict(os.environ), sort_keys=True).encode().hex())"
     return shlex.join([python, "-c", code])
 
 
@@ -134,7 +138,7 @@ def parse_dump(lines: Iterable[str]) -> dict[str, str] | None:
     """The environment a :func:`dump_command` workload printed, from its output lines."""
     for line in lines:
         if line.startswith(DUMP_MARKER):
-            return dict(json.loads(line[len(DUMP_MARKER) :]))
+            return dict(json.loads(bytes.fromhex(line[len(DUMP_MARKER) :].strip())))
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ import requests
 
 from agent_core.errors import DeploymentError
 from agent_plugin_docker.state import state_of
+
+_OS_ERROR_REPR = re.compile(r"\w+Error\((\d+), '([^']*)")
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # The oldest API the SDK speaks; only used for the first request, which asks the daemon's version.
@@ -44,7 +47,11 @@ def _short(exc: BaseException) -> str:
     for marker in ("Caused by ", "Failed to establish a new connection: ", "Connection aborted."):
         if marker in text:
             text = text.rsplit(marker, 1)[-1]
-    return text.strip(" ()'\",:") or exc.__class__.__name__
+    text = text.strip(" ()'\",:")
+    # An OSError's repr (ConnectionRefusedError(111, 'Connection refused')) as the OS says it.
+    if errno := _OS_ERROR_REPR.match(text):
+        return f"[Errno {errno[1]}] {errno[2]}"
+    return text or exc.__class__.__name__
 
 
 def unreachable(agent: Any, exc: BaseException) -> DaemonUnreachable:

@@ -2,7 +2,8 @@
 
 The operator's controls are checked before anything touches the engine, so a refused image
 is never pulled and no container is created for it: ``allowed_registries`` (an image from any
-other registry fails the run, naming the registry and the list) and ``pull_policy`` (a run
+other registry fails the run, naming the registry and the list; the rule and the reference
+parse are core's, ``agent_core.images``, the same as the ecs backend's) and ``pull_policy`` (a run
 config may ask for fewer pulls than the agent's policy, never more: ``never`` <
 ``if-not-present`` < ``always``).
 """
@@ -10,7 +11,7 @@ config may ask for fewer pulls than the agent's policy, never more: ``never`` <
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -19,58 +20,20 @@ import docker.errors
 import docker.utils
 
 from agent_core.errors import DeploymentError
+from agent_core.images import refused_registry
 from agent_plugin_docker.daemon import daemon_errors
 from agent_plugin_docker.state import state_of
 
 PULL_POLICIES = ("never", "if-not-present", "always")  # fewest pulls first
-DOCKER_HUB = "docker.io"
-_HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 
 
-# --- the registry allow-list ------------------------------------------------------------------
-
-
-def registry_of(image: str) -> tuple[str, str]:
-    """``(registry, repository path)`` of an image reference, as the engine resolves them.
-
-    ``python:3.12`` -> ``("docker.io", "library/python")``;
-    ``registry.example.com:5000/team/etl@sha256:...`` -> ``("registry.example.com:5000", "team/etl")``.
-    """
-    repository, _ = docker.utils.parse_repository_tag(image)
-    try:
-        registry, path = docker.auth.resolve_repository_name(repository)
-    except docker.errors.InvalidRepository as exc:
-        raise DeploymentError(f"invalid image name {image!r}: {exc}") from None
-    registry = normalize_registry(registry)
-    if registry == DOCKER_HUB and "/" not in path:
-        path = f"library/{path}"
-    return registry, path
-
-
-def normalize_registry(entry: str) -> str:
-    """An allow-list entry as compared: no scheme, no trailing slash, lower-case host, Hub aliases."""
-    text = entry.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
-    host, sep, path = text.partition("/")
-    host = host.lower()
-    if host in _HUB_ALIASES:
-        host = DOCKER_HUB
-    return f"{host}{sep}{path}"
-
-
-def allowed(image: str, registries: Iterable[str]) -> bool:
-    """Whether ``image`` comes from one of ``registries`` (``host[:port]`` or ``host[:port]/path``)."""
-    registry, path = registry_of(image)
-    for entry in registries:
-        host, _, prefix = normalize_registry(entry).partition("/")
-        if host == registry and (not prefix or path == prefix or path.startswith(prefix + "/")):
-            return True
-    return False
+# --- the registry allow-list (the rule is core's, shared with the ecs backend) -------------------
 
 
 def check_allowed(image: str, registries: list[str]) -> None:
-    """:raise DeploymentError: ``registries`` is set and ``image`` comes from none of them."""
-    if registries and not allowed(image, registries):
-        registry, _ = registry_of(image)
+    """:raise DeploymentError: ``registries`` is set and ``image`` comes from none of them (or is no image name)."""
+    registry = refused_registry(image, registries)
+    if registry is not None:
         raise DeploymentError(
             f"image {image!r} is from registry {registry!r}, which this agent does not allow "
             f"(allowed_registries: {', '.join(registries)}); nothing was pulled or started"

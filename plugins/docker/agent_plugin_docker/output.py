@@ -1,12 +1,15 @@
 """Shipping a container's output to the run's logs, and its tail for a failed run.
 
 Docker keeps no per-reader position in a log, so how far shipping got is kept per container
-in a small file (:mod:`agent_plugin_docker.runstate`). Lines go out through
-``agent.write_output``, which keeps them out of the API when output is off for the run.
+in a small file (:mod:`agent_plugin_docker.runstate`), moved only once the API acknowledged
+the lines (``on_shipped``): lines still queued when the agent stops are sent again by the
+agent that re-attaches. Lines go out through ``agent.write_output``, which keeps them out of
+the API when output is off for the run.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import docker.errors
@@ -16,7 +19,7 @@ from agent_core import Deployment, FlowRun
 from agent_core.workload import ships_output
 from agent_plugin_docker import containers
 from agent_plugin_docker.daemon import UNREACHABLE, DaemonUnreachable, explain
-from agent_plugin_docker.runstate import parse_log
+from agent_plugin_docker.runstate import Cursor, parse_log
 from agent_plugin_docker.state import state_dir, state_of
 
 
@@ -46,12 +49,13 @@ def ship(agent: Any, flow_run: FlowRun, container: Container, key: str) -> None:
         new = record.cursor.unshipped(lines)
         if not new:
             return
-        for line in new:
-            agent.write_output(flow_run, line.text)
+        record.cursor.advance(lines, new)
+        done = Cursor(record.cursor.stamp, record.cursor.count)
+        for index, line in enumerate(new):
+            last = index == len(new) - 1
+            agent.write_output(flow_run, line.text, on_shipped=partial(record.acknowledge, done) if last else None)
             if show:
                 agent.logger.info("[%s] %s", flow_run.name or flow_run.id, line.text)
-        record.cursor.advance(lines, new)
-        record.save()
 
 
 def tail(agent: Any, flow_run: FlowRun, deployment: Deployment, count: int) -> list[str] | None:

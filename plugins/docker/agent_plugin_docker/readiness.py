@@ -1,9 +1,10 @@
 """The docker backend's readiness checks: cheap, truthful, and never raising.
 
 They run for ``agent doctor``, at start-up and then every ``readiness_interval`` seconds on
-the heartbeat thread (while one fails, the agent claims nothing). So they only talk to the
-daemon: a ping (its version is asked once, and again after the daemon was away), and a look
-at whether the default image is present. Nothing is pulled and no registry is asked.
+the agent's readiness thread (while one fails, the agent claims nothing: docs/engine.md,
+"Readiness"). So they only talk to the daemon: a ping (its version is asked once, and again
+after the daemon was away), and a look at whether the default image is present. Nothing is
+pulled and no registry is asked.
 """
 
 from __future__ import annotations

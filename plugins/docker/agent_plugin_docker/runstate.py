@@ -2,9 +2,10 @@
 
 One small JSON file per container, ``<state_dir>/<run id>-<attempt>.json``:
 
-- ``cursor``: the engine timestamp of the last output line shipped to the run's logs, and how
-  many lines carried exactly that timestamp. A restarted agent ships from there on, so no line
-  is lost or sent twice (as long as it runs against the same ``state_dir``).
+- ``cursor``: the engine timestamp of the last output line the API acknowledged (in the run's
+  logs), and how many lines carried exactly that timestamp. A restarted agent ships from there
+  on, so no line is lost or sent twice (as long as it runs against the same ``state_dir``);
+  lines queued but not acknowledged when an agent stopped (an API outage) are sent again.
 - ``exit_code`` / ``reason``: how the container ended, once read, so that a container removed
   behind the agent's back (or by its own reaping) still reports its real exit.
 
@@ -14,13 +15,13 @@ creation, and the engine keeps no per-reader position in a log.
 
 from __future__ import annotations
 
-import json
-import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+from agent_core.statefiles import read_record, write_record
 
 # Engine log timestamps are RFC 3339 with up to nine fractional digits (trailing zeros cut).
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
@@ -113,42 +114,55 @@ class RunState:
     """The file of one container (see the module docstring)."""
 
     path: Path
+    #: how far output was queued for the run's logs (in memory: each line is queued once)
     cursor: Cursor = field(default_factory=Cursor)
+    #: how far the API acknowledged it (what the file keeps)
+    shipped: Cursor = field(default_factory=Cursor)
     exit_code: int | None = None
     reason: str = ""
     # Not saved: whether the run was told that its output cannot be read back.
     warned: bool = False
+    # The monitor (exit code) and the run-logs thread (acknowledgements) both save.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _removed: bool = False
 
     @classmethod
     def load(cls, state_dir: Path, key: str) -> RunState:
         path = state_dir / f"{key}.json"
         state = cls(path)
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = read_record(path)
+        if data is None:
             return state
         cursor = data.get("cursor") or {}
-        state.cursor = Cursor(str(cursor.get("stamp", "")), int(cursor.get("count", 0)))
+        state.shipped = Cursor(str(cursor.get("stamp", "")), int(cursor.get("count", 0)))
+        state.cursor = Cursor(state.shipped.stamp, state.shipped.count)
         code = data.get("exit_code")
         state.exit_code = int(code) if code is not None else None
         state.reason = str(data.get("reason", ""))
         return state
 
+    def acknowledge(self, cursor: Cursor) -> None:
+        """The API has the output up to ``cursor``: keep it (``on_shipped`` of the last line queued)."""
+        with self._lock:
+            if self._removed:
+                return  # forgotten meanwhile: do not bring the file back
+            self.shipped = cursor
+        self.save()
+
     def save(self) -> None:
+        with self._lock:
+            if not self._removed:
+                self._save()
+
+    def _save(self) -> None:
         data = {
-            "cursor": {"stamp": self.cursor.stamp, "count": self.cursor.count},
+            "cursor": {"stamp": self.shipped.stamp, "count": self.shipped.count},
             "exit_code": self.exit_code,
             "reason": self.reason,
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
-        except FileNotFoundError:
-            # The state directory was removed under us: recreate it rather than lose the cursor.
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
+        write_record(self.path, data)
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        with self._lock:
+            self._removed = True
+            self.path.unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,8 +9,9 @@ import docker.errors
 import docker.utils
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from agent_core.errors import DeploymentError
-from agent_plugin_docker.images import PULL_POLICIES, allowed, normalize_registry
+from agent_core.runconfig import RunConfigSchema
+from agent_core.settings_fields import StringDict, StringList, check_default_image, validate_registries
+from agent_plugin_docker.images import PULL_POLICIES
 
 # Mount options the engine accepts after the second colon of a `-v` style spec.
 VOLUME_MODES = frozenset(
@@ -74,62 +74,11 @@ def _validate_volumes(specs: list[str]) -> None:
         raise ValidationError(problems)
 
 
-def _validate_registries(entries: list[str]) -> None:
-    problems = []
-    for entry in entries:
-        host = normalize_registry(entry).partition("/")[0]
-        if not host or any(char in host for char in " *?@"):
-            problems.append(f"invalid registry {entry!r}: give a host[:port], optionally with a path (host/team)")
-    if problems:
-        raise ValidationError(problems)
-
-
 def _validate_mem_limit(value: str | int) -> None:
     try:
         docker.utils.parse_bytes(value)
     except docker.errors.DockerException:
         raise ValidationError(f"not a size: {value!r}; use bytes or a unit, e.g. 512m or 2g") from None
-
-
-class StringList(fields.Field):
-    """A list of strings; from the environment or ``--set``, a JSON list or ``a,b,c``."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[str]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON list of strings") from None
-            else:
-                return [item.strip() for item in text.split(",") if item.strip()]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ValidationError("must be a list of strings")
-        return list(value)
-
-
-class StringDict(fields.Field):
-    """A mapping of strings; from the environment or ``--set``, a JSON object or ``k=v,k2=v2``."""
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> dict[str, str]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON object of strings") from None
-            else:
-                pairs = [item.partition("=") for item in text.split(",") if item.strip()]
-                if any(not sep or not key.strip() for key, sep, _ in pairs):
-                    raise ValidationError("use k=v,k2=v2 or a JSON object")
-                return {key.strip(): val.strip() for key, _, val in pairs}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise ValidationError("must be a mapping of strings to strings")
-        return dict(value)
 
 
 class Command(fields.Field):
@@ -153,7 +102,7 @@ class Size(fields.Field):
         return value
 
 
-class DockerRunConfigSchema(Schema):
+class DockerRunConfigSchema(RunConfigSchema):
     """``{"type": "docker", "image": ..., "command": ..., "env": {...}, ...}``.
 
     Unset fields fall back to the agent's ``[backends.docker]`` settings.
@@ -165,14 +114,6 @@ class DockerRunConfigSchema(Schema):
     image = fields.String(load_default=None, allow_none=True, metadata={"description": "default: settings image"})
     command = Command(load_default=None, allow_none=True, metadata={"description": "replaces the flow's command"})
     entrypoint = Command(load_default=None, allow_none=True, metadata={"description": "replaces the image's"})
-    env = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(allow_none=True),
-        load_default=dict,
-        metadata={"description": "added to the workload's environment; null removes a variable"},
-    )
-    # Agent labels, as in every run-config type (a `universal` config converts with them).
-    labels = fields.List(fields.String(), load_default=list)
     container_labels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     networks = fields.List(
         fields.String(), load_default=None, allow_none=True, metadata={"description": "replaces settings networks"}
@@ -238,7 +179,7 @@ class DockerSettingsSchema(Schema):
     )
     allowed_registries = StringList(
         load_default=list,
-        validate=_validate_registries,
+        validate=validate_registries,
         metadata={"description": "registries (host[:port][/path]) images may come from; empty: any"},
     )
     registry = fields.String(load_default="", metadata={"description": "registry the credentials are for; '' = any"})
@@ -260,14 +201,4 @@ class DockerSettingsSchema(Schema):
             raise ValidationError("network_mode and networks are exclusive: set one of them", "network_mode")
         if bool(data.get("registry_username")) != bool(data.get("registry_password")):
             raise ValidationError("set both registry_username and registry_password, or neither", "registry_username")
-        registries, image = data.get("allowed_registries") or [], data.get("image")
-        if registries and image:
-            try:
-                ok = allowed(image, registries)
-            except DeploymentError as exc:
-                raise ValidationError(str(exc), "image") from None
-            if not ok:
-                raise ValidationError(
-                    f"the default image {image!r} is not from one of the allowed_registries ({', '.join(registries)})",
-                    "image",
-                )
+        check_default_image(data.get("image"), data.get("allowed_registries") or [])

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import botocore.exceptions
@@ -83,14 +85,17 @@ def ship(
             break
         except (*UNREACHABLE, *NO_CREDENTIALS):
             break  # AWS unreachable: the next round tries again
-        for event in events:
-            agent.write_output(flow_run, str(event.get("message", "")).rstrip("\n"))
         record.cursor.advance(events)
         sent += len(events)
         # A short page is the end of the stream for now; AWS also hands back the token it got.
         done = len(events) < page_limit or token == record.cursor.token
         record.cursor.token = token or record.cursor.token
-        record.save()
+        # The file keeps the position only once the API has the events (on_shipped): a
+        # restarted agent reads again what an outage kept from the API.
+        reached = replace(record.cursor)
+        for index, event in enumerate(events):
+            on_shipped = partial(record.acknowledge, reached) if index == len(events) - 1 else None
+            agent.write_output(flow_run, str(event.get("message", "")).rstrip("\n"), on_shipped=on_shipped)
         if done:
             break
     return sent

@@ -1,4 +1,4 @@
-"""The backend's preflight checks (``agent doctor``, start-up, readiness every ~15 s).
+"""The backend's preflight checks (``agent doctor``, start-up, readiness every ``readiness_interval``).
 
 Cheap and never raising: each check is one small call at most, and its result is kept for a
 while (longer when it passed, and for what rarely changes: the network, the credentials),

@@ -2,7 +2,8 @@
 
 One small JSON file per run attempt, ``<state_dir>/<run id>-<attempt>.json``:
 
-- ``cursor``: how far the task's CloudWatch stream was shipped to the run's logs: the
+- ``cursor``: how far the task's CloudWatch stream reached the run's logs (acknowledged by the
+  API: lines queued when an agent stopped during an outage are read and sent again): the
   ``nextForwardToken`` to read on from, and as a fallback should AWS refuse the token
   (expired), the timestamp of the last event shipped and how many events carried it.
 - ``exit_code`` / ``reason``: how the task ended, once read, so that the answer survives the
@@ -11,11 +12,12 @@ One small JSON file per run attempt, ``<state_dir>/<run id>-<attempt>.json``:
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from agent_core.statefiles import read_record, write_record
 
 
 @dataclass
@@ -37,12 +39,18 @@ class Cursor:
 @dataclass
 class TaskRecord:
     path: Path
+    #: how far the stream was queued for the run's logs (in memory: each event is queued once)
     cursor: Cursor = field(default_factory=Cursor)
+    #: how far the API acknowledged it (what the file keeps)
+    shipped: Cursor = field(default_factory=Cursor)
     exit_code: int | None = None
     reason: str = ""
     # Not saved: once-per-process notes and timers.
     warned: set[str] = field(default_factory=set)
     shipped_at: float = float("-inf")
+    # The monitor (exit code) and the run-logs thread (acknowledgements) both save.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _removed: bool = False
 
     @property
     def final(self) -> bool:
@@ -51,29 +59,42 @@ class TaskRecord:
     @classmethod
     def load(cls, state_dir: Path, key: str) -> TaskRecord:
         record = cls(state_dir / f"{key}.json")
-        try:
-            data: dict[str, Any] = json.loads(record.path.read_text())
-        except (OSError, ValueError):
+        data = read_record(record.path)
+        if data is None:
             return record
         cursor = data.get("cursor") or {}
-        record.cursor = Cursor(
+        record.shipped = Cursor(
             str(cursor.get("token", "")), int(cursor.get("timestamp", 0)), int(cursor.get("count", 0))
         )
+        record.cursor = replace(record.shipped)
         code = data.get("exit_code")
         record.exit_code = int(code) if code is not None else None
         record.reason = str(data.get("reason", ""))
         return record
 
+    def acknowledge(self, cursor: Cursor) -> None:
+        """The API has the stream up to ``cursor``: keep it (``on_shipped`` of the last event queued)."""
+        with self._lock:
+            if self._removed:
+                return  # forgotten meanwhile: do not bring the file back
+            self.shipped = cursor
+        self.save()
+
     def save(self) -> None:
+        with self._lock:
+            if not self._removed:
+                self._save()
+
+    def _save(self) -> None:
+        shipped = self.shipped
         data = {
-            "cursor": {"token": self.cursor.token, "timestamp": self.cursor.timestamp, "count": self.cursor.count},
+            "cursor": {"token": shipped.token, "timestamp": shipped.timestamp, "count": shipped.count},
             "exit_code": self.exit_code,
             "reason": self.reason,
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)
+        write_record(self.path, data)
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        with self._lock:
+            self._removed = True
+            self.path.unlink(missing_ok=True)

@@ -8,15 +8,20 @@ misspelt key fails the run naming it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
-from agent_core.errors import DeploymentError
-from agent_plugin_ecs.images import allowed, normalize_registry
+from agent_core.runconfig import RunConfigSchema
+from agent_core.settings_fields import (
+    StringDict,
+    StringList,
+    check_default_image,
+    list_from_text,
+    validate_registries,
+)
 from agent_plugin_ecs.shapes import shape_problems
 
 LAUNCH_TYPES = ("FARGATE", "FARGATE_SPOT", "EC2", "EXTERNAL")
@@ -39,47 +44,6 @@ SEED_SETTINGS = {
 }
 
 
-class StringList(fields.Field):
-    """A list of strings; from the environment or ``--set``, a JSON list or ``a,b,c``."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> list[str]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON list of strings") from None
-            else:
-                return [item.strip() for item in text.split(",") if item.strip()]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ValidationError("must be a list of strings")
-        return list(value)
-
-
-class StringDict(fields.Field):
-    """A mapping of strings; from the environment or ``--set``, a JSON object or ``k=v,k2=v2``."""
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> dict[str, str]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON object of strings") from None
-            else:
-                pairs = [item.partition("=") for item in text.split(",") if item.strip()]
-                if any(not sep or not key.strip() for key, sep, _ in pairs):
-                    raise ValidationError("use k=v,k2=v2 or a JSON object")
-                return {key.strip(): val.strip() for key, _, val in pairs}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise ValidationError("must be a mapping of strings to strings")
-        return dict(value)
-
-
 class Units(fields.Field):
     """Task cpu or memory: a number (``1024``) or ECS's own string (``"1 vCPU"``, ``"2 GB"``); kept as a string."""
 
@@ -98,15 +62,9 @@ class Strategy(fields.Field):
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValidationError("not a JSON list") from None
-            else:
-                value = [_strategy_item(item.strip()) for item in text.split(",") if item.strip()]
+        if isinstance(value, str) and not value.strip().startswith("["):
+            value = [_strategy_item(item) for item in list_from_text(value)]
+        value = list_from_text(value)
         if not isinstance(value, list) or not value:
             raise ValidationError("must be a non-empty list of {capacityProvider, weight, base}")
         out = []
@@ -173,13 +131,6 @@ class EcsSettings:
         return getattr(self, name, default)
 
 
-def _validate_registries(entries: list[str]) -> None:
-    for entry in entries:
-        host = normalize_registry(entry).partition("/")[0]
-        if not host or any(c.isspace() for c in entry.strip()):
-            raise ValidationError(f"{entry!r} is not a registry: write host[:port] or host[:port]/path")
-
-
 def _optional_string(description: str) -> fields.String:
     return fields.String(load_default=None, allow_none=True, metadata={"description": description})
 
@@ -214,7 +165,7 @@ class EcsSettingsSchema(Schema):
     tags = StringDict(load_default=dict, metadata={"description": "added to every task and task definition"})
     allowed_registries = StringList(
         load_default=list,
-        validate=_validate_registries,
+        validate=validate_registries,
         metadata={"description": "registries (host[:port][/path]) task images may come from; empty: any"},
     )
     register_rate = fields.Float(load_default=1.0, validate=validate.Range(min=0, min_inclusive=False))
@@ -255,17 +206,7 @@ class EcsSettingsSchema(Schema):
     def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("security_groups") and not data.get("subnets") and data.get("launch_type") == "EC2":
             raise ValidationError("security_groups need subnets on EC2 (awsvpc network mode)", "security_groups")
-        registries, image = data.get("allowed_registries") or [], data.get("image")
-        if registries and image:
-            try:
-                ok = allowed(image, registries)
-            except DeploymentError as exc:
-                raise ValidationError(str(exc), "image") from None
-            if not ok:
-                raise ValidationError(
-                    f"the default image {image!r} is not from one of the allowed_registries ({', '.join(registries)})",
-                    "image",
-                )
+        check_default_image(data.get("image"), data.get("allowed_registries") or [])
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> EcsSettings:
@@ -294,7 +235,7 @@ class EcsRunConfig:
         return getattr(self, name, default)
 
 
-class EcsRunConfigSchema(Schema):
+class EcsRunConfigSchema(RunConfigSchema):
     """``{"type": "ecs", "image": ..., "cpu": ..., "env": {...}, ...}``; unset fields fall back to the agent's."""
 
     class Meta:
@@ -303,8 +244,6 @@ class EcsRunConfigSchema(Schema):
     image = _optional_string("default: the template's flow container, then the image setting")
     cpu = Units(load_default=None, allow_none=True, metadata={"description": "task cpu (run-task override)"})
     memory = Units(load_default=None, allow_none=True, metadata={"description": "task memory (run-task override)"})
-    env = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True), load_default=dict)
-    labels = fields.List(fields.String(), load_default=list)
     task_role_arn = _optional_string("replaces the definition's and the agent's")
     execution_role_arn = _optional_string("replaces the agent's")
     launch_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LAUNCH_TYPES))

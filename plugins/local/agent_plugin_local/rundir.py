@@ -1,7 +1,7 @@
 """Run directories: ``<work_dir>/<run id>-<attempt>/``, one per attempt, with the workload's files.
 
 ``spec.json`` (what was launched), ``pid`` (the supervisor, also the process group),
-``output.log`` (stdout and stderr), ``shipped`` (how much of the log is in the API already),
+``output.log`` (stdout and stderr), ``shipped`` (how much of the log the API acknowledged),
 ``exit_code`` (written by the supervisor when the workload ends).
 """
 
@@ -100,9 +100,13 @@ class RunDir:
         tmp.write_text(str(offset))
         os.replace(tmp, self.path / "shipped")
 
-    def new_output(self, limit: int = 1 << 20, *, final: bool = False) -> tuple[list[str], int]:
-        """Complete lines written since the last ship (with ``final``, a last unfinished one too)."""
-        start = self.shipped()
+    def new_output(
+        self, start: int | None = None, limit: int = 1 << 20, *, final: bool = False
+    ) -> tuple[list[str], int]:
+        """Complete lines written from ``start`` (default: the shipped offset) on, and the offset
+        after them; with ``final``, a last unfinished line too."""
+        if start is None:
+            start = self.shipped()
         try:
             with self.output.open("rb") as f:
                 f.seek(start)

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_plugin_local.positions import OutputPositions
 from agent_plugin_local.reaper import Reaper
 
 BACKEND = "local"
@@ -19,6 +20,8 @@ class LocalState:
 
     #: the supervisor processes this agent started, reaped as soon as they exit
     reaper: Reaper = field(default_factory=Reaper)
+    #: how far each run's output was queued for the API (acknowledged: the run directory)
+    output: OutputPositions = field(default_factory=OutputPositions)
 
 
 def state_of(agent: Any) -> LocalState:

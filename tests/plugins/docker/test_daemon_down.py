@@ -1,18 +1,22 @@
-"""The Docker daemon goes away while the agent runs, then comes back.
+"""The Docker daemon goes away while the agent runs, then comes back; or is not there at all.
 
 The shared engine is never stopped: the agent talks to it through a small TCP proxy on
 loopback (``tcp://127.0.0.1:PORT`` → the engine's unix socket) that the test closes, which
-drops every connection and refuses new ones, and opens again on the same port.
+drops every connection and refuses new ones, and opens again on the same port. An agent with
+no daemon at all is an ``agent start`` process whose ``DOCKER_HOST`` is a dead unix socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import signal
 import socket
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,10 @@ import pytest
 
 from agent_core.client import APIClient
 from agent_core.testing.harness import AgentThread, free_loopback_port, wait_for_final, wait_for_state, wait_until
+from agent_core.testing.servers import APIServer
+from tests.plugins import cli_agents
 from tests.plugins.docker.helpers import create_run, log_messages
+from tests.plugins.probes import health
 
 ENGINE_SOCKET = "/var/run/docker.sock"
 
@@ -108,14 +115,6 @@ def proxy() -> Iterator[SocketProxy]:
     running.close()
 
 
-def health(address: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{address}/api/health", timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
 def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(
     client: APIClient,
     start_agent: Callable[..., AgentThread],
@@ -154,19 +153,91 @@ def test_the_agent_outlives_the_daemon_says_so_on_health_and_resumes(
     assert "after-outage" in log_messages(client, after["id"])
 
 
-@pytest.mark.xfail(
-    strict=False, reason="issue 8 readiness gating: an agent whose preflight fails claims nothing; test to be updated"
-)
-def test_an_agent_started_without_a_daemon_starts_and_reports_it(
-    client: APIClient, start_agent: Callable[..., AgentThread], tmp_path: Path
+def dead_socket(path: Path) -> str:
+    """A unix socket file nothing listens on (connecting is refused), as a ``DOCKER_HOST`` URL."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.close()
+    return f"unix://{path}"
+
+
+def polls(address: str) -> float:
+    """The agent's ``agent_polls_total`` from its ``/metrics``."""
+    with urllib.request.urlopen(f"{address}/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("agent_polls_total "):
+                return float(line.split()[1])
+    raise AssertionError("no agent_polls_total in /metrics")
+
+
+def test_an_agent_without_a_daemon_starts_claims_nothing_and_a_healthy_agent_runs_its_runs(
+    server: APIServer,
+    client: APIClient,
+    backend_settings: dict[str, Any],
+    start_agent: Callable[..., AgentThread],
+    processes: list[subprocess.Popen[bytes]],
+    docker_engine: object,
+    tmp_path: Path,
 ) -> None:
+    label = f"pool-{uuid.uuid4().hex[:8]}"
+    dead = dead_socket(tmp_path / "dead-docker.sock")
     address = f"http://127.0.0.1:{free_loopback_port()}"
-    missing = f"unix://{tmp_path / 'no-daemon.sock'}"
-    run = create_run(client, "echo never")
-    start_agent(backend={"base_url": missing}, agent_address=address)
-    final = wait_for_final(client, run["id"], 20)
-    assert final["state"]["type"] == "Failed"
-    assert f"the Docker daemon at {missing} is unreachable" in final["state"]["message"]
-    status, body = health(address)
-    assert status == 503
-    assert "no-daemon.sock is unreachable" in body["problems"]["docker"]
+    log = tmp_path / "dead-agent.log"
+    runs = [create_run(client, f"echo ran-{n}", labels=[label]) for n in range(2)]
+
+    # The daemon is named by DOCKER_HOST only (no base_url), as an operator's environment would.
+    settings = {k: v for k, v in backend_settings.items() if k != "state_dir"}
+    proc = cli_agents.start_cli_agent(
+        processes,
+        "docker",
+        server,
+        settings,
+        tmp_path / "home",
+        log,
+        "--label",
+        label,
+        "--agent-address",
+        address,
+        name="no-daemon",
+        env={"DOCKER_HOST": dead, "AGENT__AGENT__READINESS_INTERVAL": "0.2"},
+    )
+
+    # It starts, and says on its readiness probe which check fails and why.
+    unreachable = f"the Docker daemon at {dead} is unreachable"
+
+    def failed_check() -> Any:
+        try:
+            status, body = health(address, "/api/health/ready")
+        except OSError:
+            return None  # not listening yet
+        return status == 503 and unreachable in body["problems"].get("backend", "") and body
+
+    body = wait_until(failed_check, 30)
+    assert body, log.read_text()
+    assert body["problems"]["backend"] == f"docker daemon reachable: {unreachable}: [Errno 111] Connection refused"
+    assert health(address, "/api/health/live")[0] == 200  # alive: nothing to restart
+
+    # Polling goes on, many readiness rounds pass, and it claims nothing: the runs stay Scheduled.
+    seen = polls(address)
+    assert wait_until(lambda: polls(address) >= seen + 3, 30), log.read_text()
+    time.sleep(1.0)  # five more readiness rounds at 0.2 s
+    for run in runs:
+        found = client.get_flow_run(run["id"])
+        assert found["state"]["type"] == "Scheduled", found["state"]
+        assert found["agent_id"] is None
+    assert proc.poll() is None, log.read_text()
+
+    # A healthy agent with the same labels beside it runs them.
+    healthy = start_agent(labels=[label])
+    for run in runs:
+        final = wait_for_final(client, run["id"], 30)
+        assert final["state"]["type"] == "Success", final["state"]
+        assert final["agent_id"] == healthy.agent.id
+    assert health(address, "/api/health/ready")[0] == 503
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, log.read_text()
+    text = log.read_text()
+    # The failure was logged once, when it began, not at every readiness round.
+    assert text.count(f"preflight docker daemon reachable failed: {unreachable}") == 1, text
+    assert text.count("backend 'docker' not ready: claiming no runs until its checks pass") == 1, text

@@ -6,10 +6,7 @@ ship only the output the first one had not shipped, and bring the run to Success
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +16,8 @@ import pytest
 from agent_core.client import APIClient
 from agent_core.testing.harness import history_types, wait_for_final, wait_for_state, wait_until
 from agent_core.testing.servers import APIServer
+from tests.plugins import cli_agents
 from tests.plugins.docker.helpers import TEST_LABEL, containers_of, create_run, log_messages
-
-AGENT_CLI = [sys.executable, "-m", "agent_core.cli.main", "start", "--backend", "docker"]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Agent processes of the test; any still alive at the end is killed (by PID)."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def start_cli_agent(
@@ -43,22 +28,7 @@ def start_cli_agent(
     log: Path,
     *extra: str,
 ) -> subprocess.Popen[bytes]:
-    command = [*AGENT_CLI, "--api", server.url, "--name", "docker-restart", *extra]
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            value = ",".join(f"{k}={v}" for k, v in value.items())
-        command += ["--set", f"{key}={value}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT")}
-    env.update(
-        AGENT_HOME=str(home),
-        PYTHONUNBUFFERED="1",
-        AGENT__AGENT__MONITOR_INTERVAL="0.2",
-        AGENT__AGENT__HEARTBEAT_PERIOD="1",
-    )
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    processes.append(proc)
-    return proc
+    return cli_agents.start_cli_agent(processes, "docker", server, settings, home, log, *extra, name="docker-restart")
 
 
 def test_an_agent_killed_mid_run_is_replaced_by_one_that_reattaches(

@@ -77,7 +77,7 @@ def test_the_state_file_round_trips_and_survives_a_missing_directory(tmp_path: P
     state_dir = tmp_path / "state"
     state = RunState.load(state_dir, "run-1")
     assert state.exit_code is None and state.cursor.stamp == ""
-    state.cursor = Cursor("2026-01-02T03:04:05.2Z", 1)
+    state.shipped = Cursor("2026-01-02T03:04:05.2Z", 1)
     state.exit_code, state.reason = 137, "OOM-killed"
     state.save()  # creates the directory
     again = RunState.load(state_dir, "run-1")
@@ -89,3 +89,21 @@ def test_the_state_file_round_trips_and_survives_a_missing_directory(tmp_path: P
     )
     again.remove()
     assert not (state_dir / "run-1.json").exists()
+
+
+def test_only_output_the_api_acknowledged_counts_as_shipped_in_the_state_file(tmp_path: Path) -> None:
+    state = RunState.load(tmp_path, "run-1")
+    state.cursor = Cursor("2026-01-02T03:04:09Z", 4)  # queued, the API has not answered yet
+    state.save()
+    assert RunState.load(tmp_path, "run-1").cursor == Cursor()  # a restart ships them again
+    state.acknowledge(Cursor("2026-01-02T03:04:09Z", 4))
+    again = RunState.load(tmp_path, "run-1")
+    assert (again.cursor, again.shipped) == (Cursor("2026-01-02T03:04:09Z", 4), Cursor("2026-01-02T03:04:09Z", 4))
+
+
+def test_an_acknowledgement_after_the_record_was_removed_does_not_bring_its_file_back(tmp_path: Path) -> None:
+    state = RunState.load(tmp_path, "run-1")
+    state.save()
+    state.remove()
+    state.acknowledge(Cursor("2026-01-02T03:04:09Z", 1))
+    assert not (tmp_path / "run-1.json").exists()

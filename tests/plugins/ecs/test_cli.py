@@ -6,54 +6,24 @@ talks to the API server and to moto, as it would to AWS.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agent_core.client import APIClient
 from agent_core.testing.harness import history_types, wait_for_final, wait_for_state, wait_until
 from agent_core.testing.servers import APIServer
+from tests.plugins import cli_agents
 from tests.plugins.ecs.helpers import create_run, log_messages
 from tests.plugins.ecs.runtime import TaskRuntime
-
-AGENT = [sys.executable, "-m", "agent_core.cli.main", "start", "--backend", "ecs"]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Agent processes of the test; any still alive at the end is killed (by PID)."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def start(
     processes: list[subprocess.Popen[bytes]], server: APIServer, settings: dict[str, Any], home: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
-    command = [*AGENT, "--api", server.url, "--name", "ecs-cli", *extra]
-    for key, value in settings.items():
-        command += ["--set", f"{key}={value}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT")}
-    env.update(
-        AGENT_HOME=str(home),
-        PYTHONUNBUFFERED="1",
-        AGENT__AGENT__MONITOR_INTERVAL="0.2",
-        AGENT__AGENT__HEARTBEAT_PERIOD="1",
-    )
     log = home.parent / "agents.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    processes.append(proc)
-    return proc
+    return cli_agents.start_cli_agent(processes, "ecs", server, settings, home, log, *extra, name="ecs-cli")
 
 
 def agent_log(home: Path) -> str:

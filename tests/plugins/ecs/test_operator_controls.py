@@ -3,7 +3,8 @@
 Every container image of the definition a run would use must come from ``allowed_registries``;
 a refused one fails the run before anything is registered or started (checked on the AWS calls
 the agent made, and on the task runtime: no task). Pull policies and bare volume paths are the
-docker engine's and have no ECS counterpart (see docs/backends/ecs.md).
+docker engine's and have no ECS counterpart (see docs/backends/ecs.md). How an image names its
+registry and how entries match are core's rule, tested in tests/core/test_images.py.
 """
 
 from __future__ import annotations
@@ -13,45 +14,13 @@ from marshmallow import ValidationError
 
 from agent_core.errors import DeploymentError
 from agent_core.testing.harness import wait_for_final
-from agent_plugin_ecs.images import allowed, check_definition, registry_of
+from agent_plugin_ecs.images import check_definition
 from agent_plugin_ecs.schemas import EcsSettingsSchema
 from tests.plugins.ecs.conftest import IMAGE
 from tests.plugins.ecs.helpers import CallCounter, create_run, plugin_state
 from tests.plugins.ecs.runtime import TaskRuntime
 
 ALLOWED = ["public.ecr.aws/docker"]
-
-
-@pytest.mark.parametrize(
-    ("image", "registry"),
-    [
-        ("python:3.12", ("docker.io", "library/python")),
-        ("team/etl", ("docker.io", "team/etl")),
-        ("index.docker.io/library/busybox", ("docker.io", "library/busybox")),
-        ("registry.example.com:5000/team/etl:2.3", ("registry.example.com:5000", "team/etl")),
-        ("ghcr.io/org/img@sha256:" + "a" * 64, ("ghcr.io", "org/img")),
-        ("localhost/built-here", ("localhost", "built-here")),
-        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/etl:1", ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "etl")),
-        ("public.ecr.aws/docker/library/busybox:latest", ("public.ecr.aws", "docker/library/busybox")),
-    ],
-)
-def test_an_image_names_its_registry_as_docker_resolves_it(image: str, registry: tuple[str, str]) -> None:
-    assert registry_of(image) == registry
-
-
-@pytest.mark.parametrize(
-    ("image", "entries", "ok"),
-    [
-        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/etl:1", ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], True),
-        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/etl:1", ["123456789012.dkr.ecr.us-east-1.amazonaws.com"], False),
-        ("public.ecr.aws/docker/library/busybox", ["public.ecr.aws/docker"], True),
-        ("public.ecr.aws/dockerish/x", ["public.ecr.aws/docker"], False),
-        ("python:3.12", ["https://index.docker.io/library/"], True),
-        ("someone/python:3.12", ["docker.io/library"], False),
-    ],
-)
-def test_the_allow_list_matches_registries_and_path_prefixes(image: str, entries: list[str], ok: bool) -> None:
-    assert allowed(image, entries) is ok
 
 
 def test_a_sidecar_from_elsewhere_is_refused_too_naming_its_container_registry_and_the_list() -> None:

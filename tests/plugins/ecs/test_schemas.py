@@ -147,7 +147,7 @@ def test_a_run_config_carries_every_field_of_the_issue() -> None:
 @pytest.mark.parametrize(
     ("run_config", "text"),
     [
-        ({"imag": "x"}, "imag: Unknown field"),
+        ({"imag": "x"}, "imag: unknown name; did you mean 'image'?"),
         ({"task_definition": {"containerDefinition": []}}, 'Unknown parameter in input: "containerDefinition"'),
         (
             {"task_definition": {"containerDefinitions": [{"name": "flow", "memory": "lots"}]}},

@@ -396,7 +396,7 @@ def test_a_missing_log_group_is_a_clear_message_not_a_crash(agent, run, ecs, log
     logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "/flows"})
     lines = agent.pm.hook.deployment_logs(flow_run=run, deployment=dep, agent=agent, tail=20)
     assert lines is None
-    agent.run_logs.stop()  # never started: sends what was written
+    agent.run_logs.stop(time.monotonic() + 10)  # never started: sends what was written
     messages = log_messages(sqlite_api, run.id)
     assert "Cannot ship the task's output: CloudWatch log group '/flows' does not exist" in messages[0]
     assert messages[1] == "No output to attach: CloudWatch log group '/flows' does not exist"

@@ -49,6 +49,7 @@ from agent_core.client import APIClient
 from agent_core.server.storage import make_engine
 from agent_core.testing.harness import free_loopback_port
 from bench.pg import PostgresUnavailable, fresh_database, postgres_server
+from bench.targets import Target, print_targets
 
 CLAIM_LIMIT = 10
 IDLE_AGENTS = 50
@@ -338,6 +339,40 @@ def report(results: list[Figures], notes: list[str], args: argparse.Namespace) -
             print(f"  ERROR {error}")
 
 
+def targets_of(results: list[Figures]) -> list[Target]:
+    """Issue 9's claim-rate targets (and the raw wake latency, no target) with their floors."""
+    out = []
+    for f in results:
+        agents, target = TARGETS[f.name]
+        v, floor_text = f.values, f"hello p50 {f.floor_ms_p50:.2f} ms"
+        if "claims_per_second" in v:
+            per_claim_ms = 1000 / v["claims_per_second"]
+            out.append(
+                Target(
+                    f"claims/s, {agents} agents, {f.name} ({v['duplicates']:.0f} duplicates)",
+                    v["claims_per_second"] if not v["duplicates"] else 0.0,
+                    "/s",
+                    target,
+                    "min",
+                    floor=f.floor_ms_p50,
+                    floor_text=floor_text,
+                    ratio=f.floor_ms_p50 / per_claim_ms,
+                    ratio_text="claims per hello round trip",
+                )
+            )
+        for key in ("one-server", "two-servers"):
+            if f"wake_{key}_ms_p50" in v:
+                out.append(
+                    Target.latency(
+                        f"long poll wake ({f.name}, {key}), created -> answered, p50 (no target)",
+                        v[f"wake_{key}_ms_p50"],
+                        None,
+                        f.floor_ms_p50,
+                    )
+                )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3000, help="runs to create and then claim")
@@ -356,12 +391,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "postgres") and (pg := bench_postgres(args, home, notes)) is not None:
             results.append(pg)
     report(results, notes, args)
+    targets = targets_of(results)
+    print()
+    print_targets(targets)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {"bench": "queue", "python": platform.python_version(), "cpus": os.cpu_count(), "notes": notes}
-            | {"results": [asdict(f) for f in results]},
+            | {"load_average": os.getloadavg()[0], "results": [asdict(f) for f in results]}
+            | {"targets": [t.to_dict() for t in targets]},
             indent=2,
         )
     )

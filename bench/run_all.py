@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 BENCHES = (
     "bench.api_bench",
@@ -94,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         "benches": records,
     }
     (RESULTS / "run_all.json").write_text(json.dumps(summary, indent=2))
+    gathered = [t for r in records for t in (r.get("figures") or {}).get("targets", [])]
+    if gathered:
+        from bench.targets import print_table
+
+        print("\n=== issue 9 targets (each beside its floor, measured in the same run) ===")
+        print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print_table(gathered)
     failed = [r["module"] for r in records if r["returncode"] != 0]
     print(f"\nfigures written to {RESULTS.relative_to(ROOT)}/ ({', '.join(r['json'] for r in records)})")
     if failed:

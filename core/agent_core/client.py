@@ -72,6 +72,7 @@ class APIClient:
         self._own_session = session is None
         if session is None:
             self.set_pool_size(pool_size)
+            _settle_environment(self.session, self.url)
         self._hello: dict[str, Any] | None = None
         # Set by an owner that stops (the agent): a retry pause ends at once and the call fails
         # instead of sleeping through a SIGTERM.
@@ -462,3 +463,21 @@ def client_from_config(config: Any) -> APIClient:
     if api["url"]:
         return APIClient(api["url"], api["key"], **kwargs)
     return APIClient.embedded_api(config.db_url, key=api["key"], **kwargs)
+
+
+def _settle_environment(session: requests.Session, url: str) -> None:
+    """Read the environment's proxy, CA bundle and netrc settings for ``url`` once, now.
+
+    With ``trust_env`` requests reads them again for every request: it walks the whole
+    environment twice (proxies, no_proxy) and looks for ``~/.netrc``, about 1.5 ms of CPU per
+    call, which a busy agent pays several times per run. The same settings, fixed at creation.
+    """
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(settings.get("proxies") or {})
+    if settings.get("verify") is not None:
+        session.verify = settings["verify"]
+    if settings.get("cert") is not None:
+        session.cert = settings["cert"]
+    if session.auth is None and (netrc := requests.utils.get_netrc_auth(url)):
+        session.auth = netrc
+    session.trust_env = False

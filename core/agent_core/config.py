@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "env": {},
         "agent_config_id": "",
         "agent_address": "",
-        "heartbeat_period": 30.0,
+        "heartbeat_period": 60.0,
         "monitor_interval": 1.0,
         "prefetch_seconds": 10.0,
         "long_poll_seconds": 30.0,  # how long one poll may wait on the server (0: poll with backoff)
@@ -62,7 +62,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "db": "",  # empty: sqlite under $AGENT_HOME
         "auth": False,
         "threads": 8,  # for ordinary requests; waiting long polls have their own (long_poll_slots)
-        "agent_lease_seconds": 90.0,
+        "agent_lease_seconds": 180.0,
         "cancelling_timeout_seconds": 300.0,
         "long_poll_slots": 100,
         "access_log": True,

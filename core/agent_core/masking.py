@@ -17,6 +17,7 @@ Standard library only: the CLI's cheap paths import it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -39,6 +40,8 @@ _QUERY_SECRET = re.compile(
 )
 
 
+# Cached: the log filter walks the configuration's keys for every log line (secret_values).
+@functools.lru_cache(maxsize=4096)
 def is_secret(name: str) -> bool:
     """Whether a setting or variable named ``name`` holds a secret (``key``, ``DB_PASSWORD``...)."""
     return any(word in name.lower() for word in SECRET_WORDS)

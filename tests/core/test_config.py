@@ -49,7 +49,7 @@ def test_defaults_apply_without_file_environment_or_flags() -> None:
 @pytest.mark.parametrize(
     ("file", "env", "flag", "expected", "source"),
     [
-        (None, None, None, 30.0, None),
+        (None, None, None, 60.0, None),
         ("5", None, None, 5.0, "file"),
         ("5", "6", None, 6.0, "env AGENT__AGENT__HEARTBEAT_PERIOD"),
         ("5", "6", "7", 7.0, "flag"),

@@ -19,7 +19,7 @@ def test_hello_lists_the_features_and_bounds_of_this_server(api):
 
     assert set(hello["features"]) == {"long_poll", "claim", "leases", "leave"}
     assert hello["max_wait_seconds"] == 30
-    assert hello["agent_lease_seconds"] == 90
+    assert hello["agent_lease_seconds"] == 180
 
 
 def test_the_client_knows_the_servers_features(api):

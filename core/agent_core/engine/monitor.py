@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 20
+# At most this many threads write a round's states, one more for every WRITER_SHARE runs.
+WRITERS = 4
+WRITER_SHARE = 8
 # How long a run's last output may take to reach the API before its final state is written.
 LOG_FLUSH_WAIT = 2.0
 
@@ -125,11 +128,39 @@ class Monitor:
         if not tracked:
             return
         self._notice_cancellations()
+        checked: list[tuple[Tracked, DeploymentStatus]] = []
         for item in tracked:
             if self._stop.is_set():
                 return
             if not item.cancelling or item.cancel_thread is None:
-                self._check(item)
+                status = self._status(item)
+                if status is not None:
+                    checked.append((item, status))
+        if any(status.kind not in ("pending", "running") for _, status in checked):
+            # The output of every run that ended this round, shipped in one go (not a flush each).
+            self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
+        # Those that need an API write (Running, a final state): on a few threads when there
+        # are many, since a burst of short runs ends many at once and each write is a round trip.
+        writes = [(item, status) for item, status in checked if _needs_write(item, status)]
+        writers = min(WRITERS, 1 + len(writes) // WRITER_SHARE)
+        threads = [
+            threading.Thread(target=self._handle_all, args=(writes[n::writers],), name=f"monitor-{n}", daemon=True)
+            for n in range(1, writers)
+        ]
+        for thread in threads:
+            thread.start()
+        self._handle_all(writes[0::writers])
+        for thread in threads:
+            thread.join()
+
+    def _handle_all(self, checked: list[tuple[Tracked, DeploymentStatus]]) -> None:
+        for item, status in checked:
+            if self._stop.is_set():
+                return
+            try:
+                self.handle_status(item, status, logs_flushed=True)
+            except Exception:
+                log.exception("handling the status of run %s failed; trying again", item.run.id)
 
     def _notice_cancellations(self) -> None:
         try:
@@ -186,13 +217,14 @@ class Monitor:
         if self.agent.set_final_state(item.run, State.CANCELLED, "Cancelled"):
             self.untrack(run.id)
 
-    def _check(self, item: Tracked) -> None:
+    def _status(self, item: Tracked) -> DeploymentStatus | None:
+        """The backend's word on the run's workload; None if there is none this round."""
         run = item.run
         try:
             status = self.agent.pm.hook.check_deployment(flow_run=run, deployment=item.deployment, agent=self.agent)
         except Exception:
             log.exception("check_deployment failed for run %s; trying again", run.id)
-            return
+            return None
         if status is None:
             if not self._warned_no_check:
                 log.warning(
@@ -200,10 +232,11 @@ class Monitor:
                 )
                 self._warned_no_check = True
             self.untrack(run.id)
-            return
-        self.handle_status(item, status)
+        return status
 
-    def handle_status(self, item: Tracked, status: DeploymentStatus) -> None:
+    def handle_status(self, item: Tracked, status: DeploymentStatus, *, logs_flushed: bool = False) -> None:
+        """Act on one status: Running, a final state, or nothing yet. ``logs_flushed``: the
+        run's output was flushed after this status was read (the round's one flush)."""
         run = item.run
         if status.kind == "pending":
             return
@@ -213,10 +246,12 @@ class Monitor:
         if run.state == State.SUBMITTED:
             # Also for a workload that already exited: the history shows it ran.
             self._set_running(item)
+            run = item.run  # its new version: the final state written next must not conflict
         if status.kind == "running":
             return
         # The run's output must be readable by the time anyone sees it final.
-        self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
+        if not logs_flushed:
+            self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
         if item.cancelling:
             done = self.agent.set_final_state(run, State.CANCELLED, "Cancelled")
         elif status.kind == "exited" and status.exit_code == 0:
@@ -281,3 +316,10 @@ class Monitor:
             self.untrack(item.run.id)
         elif item.run.state == State.CANCELLING:
             self.request_cancel(item.run)
+
+
+def _needs_write(item: Tracked, status: DeploymentStatus) -> bool:
+    """Whether :meth:`Monitor.handle_status` has anything to tell the API about this status."""
+    if status.kind == "pending":
+        return False
+    return status.kind != "running" or item.run.state == State.SUBMITTED

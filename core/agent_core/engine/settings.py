@@ -23,7 +23,7 @@ class AgentSettings:
     agent_address: str = ""
     max_polls: int | None = None
     until_idle: bool = False
-    heartbeat_period: float = 30.0
+    heartbeat_period: float = 60.0
     monitor_interval: float = 1.0
     prefetch_seconds: float = 10.0
     # Against a server with long_poll: how long one poll waits there for a run (capped by the

@@ -14,7 +14,7 @@ MAX_WAIT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class ServerSettings:
-    agent_lease_seconds: float = 90.0
+    agent_lease_seconds: float = 180.0
     cancelling_timeout_seconds: float = 300.0
     long_poll_slots: int = 100
     access_log: bool = True

@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from agent_core import CheckResult, Deployment, DeploymentStatus, FlowRun, LiveDeployment, hookimpl
 from agent_core.errors import StartupError
 from agent_plugin_local import output, process, retention
-from agent_plugin_local.launch import deployment, launch
+from agent_plugin_local.launch import SHELL, deployment, launch
 from agent_plugin_local.rundir import RunDir, run_dirs, work_dir
 from agent_plugin_local.schemas import LocalRunConfigSchema, LocalSettingsSchema
 from agent_plugin_local.state import state_of
@@ -59,7 +58,7 @@ def preflight(agent: Any) -> list[CheckResult]:
             probe = probe.parent
         writable = probe.is_dir() and os.access(probe, os.W_OK)
         detail = str(directory) if directory.exists() else f"{directory} (created at start-up in {probe})"
-        python_ok = Path(sys.executable).exists()
+        shell_ok = os.access(SHELL, os.X_OK)
         return [
             CheckResult(
                 "work_dir writable",
@@ -68,10 +67,10 @@ def preflight(agent: Any) -> list[CheckResult]:
                 fix="" if writable else WORK_DIR_FIX,
             ),
             CheckResult(
-                "python for the supervisor",
-                python_ok,
-                sys.executable,
-                fix="" if python_ok else "reinstall agent-plugin-local in a working Python",
+                "shell for the supervisor",
+                shell_ok,
+                SHELL,
+                fix="" if shell_ok else f"the supervisor needs a POSIX shell at {SHELL}",
             ),
         ]
     except Exception as exc:

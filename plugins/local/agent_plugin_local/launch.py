@@ -6,7 +6,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,9 @@ from agent_core.workload import agent_process_environment, with_python_path
 from agent_plugin_local.process import SUPERVISOR
 from agent_plugin_local.rundir import RunDir, work_dir
 from agent_plugin_local.state import BACKEND, state_of
+
+# The supervisor's interpreter: any POSIX shell (supervisor.sh uses nothing else).
+SHELL = "/bin/sh"
 
 
 def deployment(rd: RunDir, pid: int | None, command: str) -> Deployment:
@@ -72,8 +74,12 @@ def launch(agent: Any, flow_run: FlowRun, run_config: dict[str, Any]) -> Deploym
         raise DeploymentError("the flow's command is empty")
     cwd = working_directory(run_config)
     env = environment(agent, flow_run, run_config, cwd)
-    if resolve_executable(argv[0], env.get("PATH", os.defpath), cwd) is None:
+    executable = resolve_executable(argv[0], env.get("PATH", os.defpath), cwd)
+    if executable is None:
         raise DeploymentError(f"executable {argv[0]!r} not found (PATH={env.get('PATH', '')})")
+
+    # A name without a slash goes to the shell resolved, so that it never runs a builtin instead.
+    program = argv[0] if os.sep in argv[0] else executable
 
     rd = RunDir.of(work_dir(agent), flow_run.id, flow_run.attempt)
     if not rd.create():
@@ -84,7 +90,15 @@ def launch(agent: Any, flow_run: FlowRun, run_config: dict[str, Any]) -> Deploym
     rd.write_spec({"command": command, "argv": argv, "cwd": cwd, "run_id": flow_run.id, "attempt": flow_run.attempt})
     with rd.output.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SUPERVISOR), str(rd.path), "--", *argv],
+            [
+                SHELL,
+                str(SUPERVISOR),
+                str(rd.path),
+                *([] if "PWD" in env else ["--no-pwd"]),
+                "--",
+                program,
+                *argv[1:],
+            ],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -34,7 +34,7 @@ DEPLOYABLE_STATES = (State.SUBMITTED, State.RUNNING, State.CANCELLING)
 DEFAULT_TENANT = "default"
 ROLES = ("runner", "user", "admin")
 KEY_PREFIX = "agk_"
-DEFAULT_LEASE_SECONDS = 90.0
+DEFAULT_LEASE_SECONDS = 180.0
 # PostgreSQL's channel for "a run became ready" (see server/wakeups.py); payloads stay below
 # its 8,000-byte limit.
 READY_CHANNEL = "agent_queue_ready"
@@ -507,7 +507,8 @@ class Store:
                     f"run {run_id} is at version {row['version']} ({row['state']}), not {version}",
                 )
             self._change_state(conn, dict(row), state, message, agent_id)
-        return self.get_run(tenant_id, run_id)
+            # Read back in the same transaction: our own write, without a second one to read it.
+            return self._run_dict(self._run_row(conn, tenant_id, run_id))
 
     def _change_state(
         self,
@@ -627,7 +628,7 @@ class Store:
                 .where((t.flow_runs.c.id == run_id) & (t.flow_runs.c.tenant_id == tenant_id))
                 .values(deployment=deployment)
             )
-        return self.get_run(tenant_id, run_id)
+            return self._run_dict(self._run_row(conn, tenant_id, run_id))
 
     def cancel_run(self, tenant_id: str, run_id: str, message: str = "") -> dict[str, Any]:
         """Scheduled runs are Cancelled at once; deployed ones go to Cancelling for their agent."""

@@ -3,6 +3,7 @@ it stops their workloads (never two live attempts of one run), says so, and goes
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -134,3 +135,16 @@ def test_a_retried_run_of_an_agent_that_lost_its_lease_runs_its_old_attempt_no_m
     assert backend.stopped == [f"{run['id']}-1"]
     assert lease_lost_events(recorder, run["id"])[0]["new"] == State.FAILED
     assert backend.deployed_ids() == [run["id"], run["id"]]  # attempt 1, then attempt 2, once each
+
+
+def test_giving_up_an_old_attempt_leaves_the_newer_attempt_tracked(make_agent, sqlite_api) -> None:
+    backend = Workloads()
+    agent = make_agent([backend], prepare=True)
+    first = FlowRun.from_api(create_run(sqlite_api))
+    agent.monitor.track(first, Deployment("x", f"wl-{first.key}"))
+    (old,) = agent.monitor.snapshot()
+    second = dataclasses.replace(first, attempt=2)
+    agent.monitor.track(second, Deployment("x", f"wl-{second.key}"))  # deployed after the lease ran out
+
+    assert agent.lease.give_up(old, second) is False  # let go already
+    assert [item.run.attempt for item in agent.monitor.snapshot()] == [2]

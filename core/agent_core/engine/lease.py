@@ -87,7 +87,7 @@ class LeaseKeeper:
 
     def give_up(self, item: Tracked, current: FlowRun | None) -> bool:
         """Take ``item`` from the monitor and stop its workload; False if the monitor had let it go."""
-        if self.agent.monitor.release(item.run.id) is not item:
+        if self.agent.monitor.release(item.run.id, only=item) is None:
             return False
         self.abandon(item, current)
         return True

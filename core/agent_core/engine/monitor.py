@@ -68,10 +68,19 @@ class Monitor:
         with self._lock:
             self._tracked.pop(run_id, None)
 
-    def release(self, run_id: str) -> Tracked | None:
-        """Take a run from the monitor (a timeout or a lost lease stops it); None if not tracked."""
+    def release(self, run_id: str, attempt: int | None = None, only: Tracked | None = None) -> Tracked | None:
+        """Take a run from the monitor (a timeout or a lost lease stops it); None if not tracked.
+
+        With ``attempt``, only that attempt, and with ``only``, only that very entry: a newer
+        attempt this agent deployed meanwhile stays tracked.
+        """
         with self._lock:
-            return self._tracked.pop(run_id, None)
+            item = self._tracked.get(run_id)
+            if item is None or (attempt is not None and item.run.attempt != attempt):
+                return None
+            if only is not None and item is not only:
+                return None
+            return self._tracked.pop(run_id)
 
     def snapshot(self) -> list[Tracked]:
         with self._lock:

@@ -200,7 +200,7 @@ class Timeouts:
             # It started after all (its run event is on the way): time its run from now.
             clocks.running_at = agent.clock.monotonic()
             return False
-        item = agent.monitor.release(run.id)
+        item = agent.monitor.release(run.id, attempt=run.attempt)
         if item is None:
             return True  # the monitor let it go meanwhile (it ended)
         grace = agent.settings.cancel_grace_seconds

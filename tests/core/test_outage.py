@@ -50,8 +50,10 @@ def test_a_claim_lost_to_an_outage_is_resolved_by_reading_the_run_back(
     sqlite_server: APIServer, sqlite_api: APIClient, make_agent, clock: FakeClock
 ) -> None:
     backend = Backend()
-    agent = make_agent([backend], clock=clock, prepare=True)
-    run = create_run(sqlite_api, scheduled_start_time=clock.now().add(seconds=1))
+    agent = make_agent([backend], clock=clock, prepare=True, prefetch_seconds=60)
+    # Far enough ahead that the server (on real time) never finds it due and claims it in the
+    # poll's answer, however slow the machine: the claim is the deploy thread's, after its wait.
+    run = create_run(sqlite_api, scheduled_start_time=clock.now().add(seconds=30))
     deploy_waits = iter([sqlite_server.stop, sqlite_server.start])
 
     def on_wait(_: float) -> None:

@@ -69,7 +69,7 @@ from agent_core.testing.harness import free_loopback_port
 from agent_core.testing.servers import APIServer
 from bench.pg import PostgresUnavailable, fresh_database, postgres_server
 from bench.queue_bench import server_process
-from bench.targets import Target, print_targets
+from bench.targets import Target, hello_round_trips, print_targets
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,14 +182,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 def hello_floor(url: str, samples: int = 200) -> dict[str, float]:
     """A loopback ``GET /api/hello`` round trip, in ms."""
-    client = APIClient(url, retries=0)
-    client.hello()
-    times = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        client.hello()
-        times.append((time.perf_counter() - started) * 1000)
-    client.close()
+    times = hello_round_trips(url, samples)
     return {"p50_ms": statistics.median(times), "p99_ms": percentile(times, 99)}
 
 

@@ -49,7 +49,7 @@ from agent_core.client import APIClient
 from agent_core.server.storage import make_engine
 from agent_core.testing.harness import free_loopback_port
 from bench.pg import PostgresUnavailable, fresh_database, postgres_server
-from bench.targets import Target, print_targets
+from bench.targets import Target, hello_round_trips, print_targets
 
 CLAIM_LIMIT = 10
 IDLE_AGENTS = 50
@@ -107,14 +107,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def floor(url: str, figures: Figures, samples: int = 300) -> None:
-    client = APIClient(url, retries=0)
-    client.hello()
-    times = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        client.hello()
-        times.append((time.perf_counter() - started) * 1000)
-    client.close()
+    times = hello_round_trips(url, samples)
     figures.floor_ms_p50 = statistics.median(times)
     figures.floor_ms_p99 = percentile(times, 0.99)
 

@@ -7,8 +7,24 @@ table at the end of a run.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from agent_core.client import APIClient
+
+
+def hello_round_trips(url: str, samples: int) -> list[float]:
+    """The latency floor: ``samples`` loopback ``GET /api/hello`` round trips, in ms (one warm-up first)."""
+    client = APIClient(url, retries=0)
+    client.hello()
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        client.hello()
+        times.append((time.perf_counter() - started) * 1000)
+    client.close()
+    return times
 
 
 @dataclass

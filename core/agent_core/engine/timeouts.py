@@ -89,7 +89,8 @@ class Timeouts:
     # --- the part -------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
+        """Start (or, after it died, restart) the timeouts thread."""
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="timeouts", daemon=True)
             self._thread.start()
 
@@ -101,7 +102,8 @@ class Timeouts:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """False once the thread ended without being stopped (the supervisor restarts it)."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     # --- what the runs do (run events, on the run-events thread: keep it short) -----------
 

@@ -163,7 +163,7 @@ class BackendConformance:
             return "sh -c '" + "; ".join(f"echo {line}" for line in kw["lines"]) + "'"
         if kind == "trap":
             return (
-                f"sh -c 'trap \"echo {kw['term']}; exit 143\" TERM; echo {kw['ready']}; "
+                f'sh -c \'trap "echo {kw["term"]}; exit 143" TERM; echo {kw["ready"]}; '
                 "i=0; while [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done'"
             )
         raise ValueError(kind)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 import pluggy
 
+from agent_core.engine.hooks import plugin_callers
 from agent_core.models import Deployment, FlowRun
 from agent_core.states import State
 
@@ -175,14 +176,7 @@ class RunEvents:
             self._call(f"run-event listener {name}", lambda cb=callback: cb(event))  # type: ignore[misc]
         if self._pm is None:
             return
-        hook = getattr(self._pm.hook, HOOK, None)
-        if hook is None:
-            return
-        impls = hook.get_hookimpls()
-        plugins = [impl.plugin for impl in reversed(impls)]
-        for plugin in plugins:
-            name = self._pm.get_name(plugin) or repr(plugin)
-            caller = self._pm.subset_hook_caller(HOOK, remove_plugins=[p for p in plugins if p is not plugin])
+        for name, caller in plugin_callers(self._pm, HOOK):
             self._call(
                 f"{HOOK} hook of plugin {name!r}",
                 lambda c=caller: c(  # type: ignore[misc]

@@ -24,14 +24,27 @@ def call_each(
     of the manager, so hook tracing (``AGENT_DEBUG_HOOKS``) sees these calls like any other.
     """
     results = []
-    plugins = [impl.plugin for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls())]
-    for plugin in plugins:
-        caller = pm.subset_hook_caller(hook_name, remove_plugins=[p for p in plugins if p is not plugin])
+    for name, caller in plugin_callers(pm, hook_name):
         try:
             results.extend(caller(**kwargs))
         except Exception as exc:
-            name = pm.get_name(plugin) or repr(plugin)
             log.exception("%s hook of plugin %r failed", hook_name, name)
             if on_error is not None:
                 results.append(on_error(name, exc))
     return results
+
+
+def plugin_callers(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Callable[..., list[Any]]]]:
+    """``(plugin name, caller)`` for each implementation of ``hook_name``, in pluggy's call order:
+    each caller runs that one plugin's implementation (a subset caller, seen by hook tracing)."""
+    hook = getattr(pm.hook, hook_name, None)
+    if hook is None:
+        return []
+    plugins = [impl.plugin for impl in reversed(hook.get_hookimpls())]
+    return [
+        (
+            pm.get_name(plugin) or repr(plugin),
+            pm.subset_hook_caller(hook_name, remove_plugins=[p for p in plugins if p is not plugin]),
+        )
+        for plugin in plugins
+    ]

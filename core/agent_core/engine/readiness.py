@@ -7,16 +7,12 @@ once. The first check runs at start-up, on the agent's thread; later ones on ``r
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from agent_core.engine.parts import LoopThread
-from agent_core.models import CheckResult
 
 if TYPE_CHECKING:
     from agent_core.engine.agent import Agent
-
-log = logging.getLogger(__name__)
 
 
 class Readiness(LoopThread):
@@ -36,11 +32,8 @@ class Readiness(LoopThread):
     def check(self) -> None:
         """Run every plugin's preflight checks now and note the outcome (logged on change)."""
         agent = self.agent
-        try:
-            failed = [result for result in agent.preflight() if not result.ok]
-        except Exception as exc:  # a raising check counts as failing, never ends the agent
-            log.exception("preflight raised")
-            failed = [CheckResult("preflight", False, f"raised {type(exc).__name__}: {exc}")]
+        # A raising check is already a failed one (Agent.preflight), never the end of this loop.
+        failed = [result for result in agent.preflight() if not result.ok]
         problem = "; ".join(f"{r.name}: {r.detail}" for r in failed)
         was_ready, old_problem = self.ready, self.problem
         self.ready = not failed

@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from agent_core.scaffold import core_pin
 from tests.cli.conftest import run_cli
+from tests.fixtures.venvs import dev_linked_venv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -26,16 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 class Venv:
     def __init__(self, path: Path) -> None:
         self.path = path
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
-        purelib = subprocess.run(
-            [self.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        dev_sites = {str(metadata.distribution("agent-core").locate_file("")), sysconfig.get_paths()["purelib"]}
-        lines = [f"import site; site.addsitedir({site!r})" for site in sorted(dev_sites)]
-        Path(purelib, "_agent_dev_environment.pth").write_text("\n".join(lines) + "\n")
+        dev_linked_venv(path, pip=False)
 
     @property
     def python(self) -> str:

@@ -29,13 +29,14 @@ import shlex
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fixtures.venvs import dev_linked_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "writing-a-plugin.md"
@@ -73,17 +74,7 @@ class Tutorial:
         return str(self.venv / "bin" / "python")
 
     def make_venv(self) -> None:
-        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, timeout=120)
-        purelib = subprocess.run(
-            [self.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        dev_sites = {str(metadata.distribution("agent-core").locate_file("")), sysconfig.get_paths()["purelib"]}
-        lines = [f"import site; site.addsitedir({site!r})" for site in sorted(dev_sites)]
-        Path(purelib, "_agent_dev_environment.pth").write_text("\n".join(lines) + "\n")
-        self.purelib = Path(purelib)
+        self.purelib = dev_linked_venv(self.venv, pip=True)
 
     def install_core_wheel(self, dist: Path) -> Path:
         """``python -m build`` in ``core/`` (offline: no build isolation), then the wheel into the venv."""

@@ -68,6 +68,13 @@ class Figures:
 @contextlib.contextmanager
 def server_process(db_url: str, home: Path) -> Iterator[str]:
     """``agent server start`` on a free loopback port; yields its URL."""
+    with server_process_with_pid(db_url, home) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process_with_pid(db_url: str, home: Path) -> Iterator[tuple[str, int]]:
+    """``agent server start`` on a free loopback port; yields its URL and pid."""
     port = free_loopback_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT")}
     env["AGENT_HOME"] = str(home)
@@ -90,7 +97,7 @@ def server_process(db_url: str, home: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not answer within 60 s")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:

@@ -47,6 +47,31 @@ _MAX_INT = 2**31 - 1
 ReadyListener = Callable[[str, "list[str] | None"], None]
 
 
+def _run_select() -> sa.Select[Any]:
+    """A run's row with its flow's name: what :meth:`Store._run_dict` reads."""
+    return sa.select(
+        t.flow_runs,
+        t.flows.c.name.label("flow_name"),
+    ).join(t.flows, t.flows.c.id == t.flow_runs.c.flow_id)
+
+
+# The statements of the hot path (claim, deployment, state changes), built once with bound
+# parameters. SQLAlchemy caches a statement's compiled form, but building the statement and
+# computing its cache key anew on every call cost more than SQLite took to run it. The
+# parameters are prefixed where a column has the same name (the SET clause of an update takes
+# its columns from the parameters given to execute).
+_RUN_BY_ID = _run_select().where(
+    (t.flow_runs.c.id == sa.bindparam("p_id")) & (t.flow_runs.c.tenant_id == sa.bindparam("p_tenant"))
+)
+_UPDATE_AT_VERSION = t.flow_runs.update().where(
+    (t.flow_runs.c.id == sa.bindparam("p_id")) & (t.flow_runs.c.version == sa.bindparam("p_version"))
+)
+_UPDATE_RUN = t.flow_runs.update().where(
+    (t.flow_runs.c.id == sa.bindparam("p_id")) & (t.flow_runs.c.tenant_id == sa.bindparam("p_tenant"))
+)
+_INSERT_STATE = t.flow_run_states.insert()
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the tenant whose data they see and the role that bounds what they do."""
@@ -416,34 +441,20 @@ class Store:
         with self._read() as conn:
             row = (
                 conn.execute(
-                    self._run_select().where(
-                        (t.flow_runs.c.tenant_id == tenant_id) & (t.flow_runs.c.idempotency_key == key)
-                    )
+                    _run_select().where((t.flow_runs.c.tenant_id == tenant_id) & (t.flow_runs.c.idempotency_key == key))
                 )
                 .mappings()
                 .first()
             )
         return None if row is None else self._run_dict(row)
 
-    @staticmethod
-    def _run_select() -> sa.Select[Any]:
-        return sa.select(
-            t.flow_runs,
-            t.flows.c.name.label("flow_name"),
-        ).join(t.flows, t.flows.c.id == t.flow_runs.c.flow_id)
-
     def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         with self._read() as conn:
             return self._run_dict(self._run_row(conn, tenant_id, run_id))
 
-    def _run_row(self, conn: Connection, tenant_id: str, run_id: str) -> RowMapping:
-        row = (
-            conn.execute(
-                self._run_select().where((t.flow_runs.c.id == run_id) & (t.flow_runs.c.tenant_id == tenant_id))
-            )
-            .mappings()
-            .first()
-        )
+    @staticmethod
+    def _run_row(conn: Connection, tenant_id: str, run_id: str) -> RowMapping:
+        row = conn.execute(_RUN_BY_ID, {"p_id": run_id, "p_tenant": tenant_id}).mappings().first()
         if row is None:
             raise NotFound("Flow run not found", {"id": run_id})
         return row
@@ -461,7 +472,7 @@ class Store:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, in pages of ``limit``; ``next_cursor`` is None on the last page."""
         r = t.flow_runs
-        query = self._run_select().where(r.c.tenant_id == tenant_id)
+        query = _run_select().where(r.c.tenant_id == tenant_id)
         if states:
             query = query.where(r.c.state.in_(states))
         if flow:
@@ -506,9 +517,10 @@ class Store:
                     "State update failed",
                     f"run {run_id} is at version {row['version']} ({row['state']}), not {version}",
                 )
-            self._change_state(conn, dict(row), state, message, agent_id)
-            # Read back in the same transaction: our own write, without a second one to read it.
-            return self._run_dict(self._run_row(conn, tenant_id, run_id))
+            run = dict(row)
+            # `run` is updated with every column written: the answer, without reading it back.
+            self._change_state(conn, run, state, message, agent_id)
+            return self._run_dict(run)
 
     def _change_state(
         self,
@@ -577,11 +589,7 @@ class Store:
         values = self._state_values(run, state, message, now())
         if state == State.SUBMITTED or force_agent:
             values["agent_id"] = agent_id
-        result = conn.execute(
-            t.flow_runs.update()
-            .where((t.flow_runs.c.id == run["id"]) & (t.flow_runs.c.version == run["version"]))
-            .values(**values)
-        )
+        result = conn.execute(_UPDATE_AT_VERSION, {"p_id": run["id"], "p_version": run["version"], **values})
         if result.rowcount != 1:
             # Someone changed the run between our read and this write (PostgreSQL, READ COMMITTED).
             raise StateUpdateConflict("State update failed", f"run {run['id']} changed concurrently")
@@ -593,15 +601,16 @@ class Store:
     @staticmethod
     def _record_state(conn: Connection, run: dict[str, Any], state: State, message: str, agent_id: str | None) -> None:
         conn.execute(
-            t.flow_run_states.insert().values(
-                flow_run_id=run["id"],
-                state=state.value,
-                message=message,
-                version=run["version"],
-                attempt=run["attempt"],
-                agent_id=agent_id,
-                timestamp=now(),
-            )
+            _INSERT_STATE,
+            {
+                "flow_run_id": run["id"],
+                "state": state.value,
+                "message": message,
+                "version": run["version"],
+                "attempt": run["attempt"],
+                "agent_id": agent_id,
+                "timestamp": now(),
+            },
         )
 
     def set_deployment(
@@ -623,12 +632,8 @@ class Store:
                     f"run {run_id} is no longer held by agent {agent_id} (it is {state.value}, held by {holder}): "
                     "stop what was started for it",
                 )
-            conn.execute(
-                t.flow_runs.update()
-                .where((t.flow_runs.c.id == run_id) & (t.flow_runs.c.tenant_id == tenant_id))
-                .values(deployment=deployment)
-            )
-            return self._run_dict(self._run_row(conn, tenant_id, run_id))
+            conn.execute(_UPDATE_RUN, {"p_id": run_id, "p_tenant": tenant_id, "deployment": deployment})
+            return self._run_dict({**row, "deployment": deployment})
 
     def cancel_run(self, tenant_id: str, run_id: str, message: str = "") -> dict[str, Any]:
         """Scheduled runs are Cancelled at once; deployed ones go to Cancelling for their agent."""
@@ -728,7 +733,7 @@ class Store:
         cond = self._ready(tenant_id, labels) & (r.c.scheduled_start_time <= before)
         if after is not None:
             cond = cond & (r.c.scheduled_start_time > after)
-        query = self._run_select().where(cond).order_by(r.c.scheduled_start_time, r.c.id).limit(limit)
+        query = _run_select().where(cond).order_by(r.c.scheduled_start_time, r.c.id).limit(limit)
         return [self._run_dict(row) for row in conn.execute(query).mappings()]
 
     def next_start(self, tenant_id: str, labels: list[str], after: pendulum.DateTime) -> pendulum.DateTime | None:
@@ -763,7 +768,7 @@ class Store:
         r = t.flow_runs
         with self._write() as conn:
             query = (
-                self._run_select()
+                _run_select()
                 .where(self._ready(tenant_id, labels) & (r.c.scheduled_start_time <= stamp))
                 .order_by(r.c.scheduled_start_time, r.c.id)
                 .limit(limit)
@@ -1030,7 +1035,7 @@ class Store:
             )
         with self._read() as conn:
             rows = conn.execute(
-                self._run_select().where(
+                _run_select().where(
                     (t.flow_runs.c.tenant_id == tenant_id)
                     & (t.flow_runs.c.agent_id == agent_id)
                     & (t.flow_runs.c.state == State.CANCELLING.value)

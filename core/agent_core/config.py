@@ -93,6 +93,8 @@ class Config:
     values: dict[str, dict[str, Any]]
     sources: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
+    # secrets(), kept until the next set(): the log filter asks for it on every log line.
+    _secrets: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def section(self, name: str) -> dict[str, Any]:
         return self.values.setdefault(name, {})
@@ -126,6 +128,7 @@ class Config:
             section, key = parts
             self.values[section][key] = _coerce(dotted, DEFAULTS[section][key], value)
         self.sources[dotted] = source
+        self._secrets = None
 
     def effective(self, *, masked: bool = True) -> dict[str, Any]:
         """The values; ``masked``: every secret shown as ``***`` (nothing of it) and every URL
@@ -136,8 +139,13 @@ class Config:
         return out
 
     def secrets(self) -> list[str]:
-        """Every secret value of the configuration, for the log filter to mask wherever it appears."""
-        return secret_values(self.values)
+        """Every secret value of the configuration, for the log filter to mask wherever it appears.
+
+        ``values`` changes only through :meth:`set`, which forgets the answer kept here.
+        """
+        if self._secrets is None:
+            self._secrets = secret_values(self.values)
+        return list(self._secrets)
 
 
 def _mask_tree(tree: dict[str, Any], inside_secret: bool = False) -> None:

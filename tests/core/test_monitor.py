@@ -11,7 +11,16 @@ import pytest
 
 from agent_core import DeploymentStatus, FlowRun, hookimpl
 from agent_core.client import APIClient
-from tests.core.conftest import Backend, MonitoredBackend, create_run, run_logs, wait_for_state, wait_until
+from agent_core.engine.monitor import CHECK_CHUNK, MIN_PAUSE
+from tests.core.conftest import (
+    Backend,
+    FakeClock,
+    MonitoredBackend,
+    create_run,
+    run_logs,
+    wait_for_state,
+    wait_until,
+)
 
 
 def history(client: APIClient, run_id: str) -> list[str]:
@@ -214,3 +223,39 @@ def test_a_failed_run_with_retries_left_is_deployed_again_as_attempt_2(make_agen
     done = wait_for_state(sqlite_api, run["id"], "Success", timeout=15)
     assert done["attempt"] == 2
     assert [r.key for r in backend.deployed] == [f"{run['id']}-1", f"{run['id']}-2"]
+
+
+class SlowCheck(MonitoredBackend):
+    """Each check takes ``seconds`` of the fake clock."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    @hookimpl
+    def check_deployment(self, flow_run: FlowRun, deployment: Any) -> DeploymentStatus:
+        self.clock.advance(self.seconds)
+        return DeploymentStatus.running()
+
+
+def test_a_round_longer_than_monitor_interval_is_followed_by_the_next_at_once(
+    make_agent, sqlite_api: APIClient, clock: FakeClock
+) -> None:
+    create_run(sqlite_api)
+    make_agent([SlowCheck(clock, 2.5)], start=True, clock=clock, monitor_interval=1.0)
+
+    # Rounds start every monitor_interval: one that took longer is followed after the least pause.
+    wait_until(lambda: MIN_PAUSE in clock.waits_of("monitor"))
+
+
+def test_a_burst_ending_in_one_round_is_written_across_chunks(make_agent, sqlite_api: APIClient) -> None:
+    backend = MonitoredBackend()
+    runs = [create_run(sqlite_api) for _ in range(3 * CHECK_CHUNK + 5)]
+    agent = make_agent([backend], start=True)
+    wait_until(lambda: agent.monitor.count == len(runs), timeout=60)
+    for run in runs:
+        backend.statuses[run["id"]] = DeploymentStatus.exited(0)
+
+    for run in runs:
+        wait_for_state(sqlite_api, run["id"], "Success", timeout=60)
+        assert history(sqlite_api, run["id"])[-2:] == ["Running", "Success"]

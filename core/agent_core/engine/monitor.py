@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 20
-# At most this many threads write a round's states, one more for every WRITER_SHARE runs.
+# Runs checked before their writes are handed to the writer threads, and how many write at once.
+CHECK_CHUNK = 32
 WRITERS = 4
-WRITER_SHARE = 8
+# The least pause between two rounds, however long the last one took.
+MIN_PAUSE = 0.01
 # How long a run's last output may take to reach the API before its final state is written.
 LOG_FLUSH_WAIT = 2.0
 
@@ -124,43 +127,66 @@ class Monitor:
     # --- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        clock = self.agent.clock
         while not self._stop.is_set():
+            started = clock.monotonic()
             try:
                 self.tick()
             except Exception:
                 log.exception("monitor round failed; trying again")
-            self.agent.clock.wait(self._stop, self.agent.settings.monitor_interval)
+            # Rounds start every monitor_interval, not that long after the last one ended: a round
+            # that wrote the states of a burst's many runs took long already, and the runs that
+            # ended meanwhile would otherwise wait a whole interval more.
+            elapsed = clock.monotonic() - started
+            clock.wait(self._stop, max(MIN_PAUSE, self.agent.settings.monitor_interval - elapsed))
 
     def tick(self) -> None:
+        """One round: every tracked run's status, and the API writes they call for.
+
+        The runs are checked a chunk at a time, and each chunk's writes (Running, a final state:
+        a round trip each) go to writer threads while the next chunk is checked: a burst of short
+        runs ends hundreds at once, and their states should not wait for the whole round's
+        checks, nor the checks for the writes.
+        """
         with self._lock:
             tracked = list(self._tracked.values())
         if not tracked:
             return
         self._notice_cancellations()
+        writers: ThreadPoolExecutor | None = None
+        pending: list[Future[None]] = []
+        try:
+            for first in range(0, len(tracked), CHECK_CHUNK):
+                writes = self._check(tracked[first : first + CHECK_CHUNK])
+                if writes is None:
+                    return  # stopping
+                if not writes:
+                    continue
+                if len(writes) == 1 and writers is None:
+                    self._handle_all(writes)  # a quiet round: no thread for one write
+                    continue
+                if writers is None:
+                    writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="monitor-write")
+                pending += [writers.submit(self._handle_all, [write]) for write in writes]
+        finally:
+            if writers is not None:
+                wait(pending)
+                writers.shutdown(wait=True)
+
+    def _check(self, items: list[Tracked]) -> list[tuple[Tracked, DeploymentStatus]] | None:
+        """The statuses of ``items`` that need an API write; None once the monitor is stopping."""
         checked: list[tuple[Tracked, DeploymentStatus]] = []
-        for item in tracked:
+        for item in items:
             if self._stop.is_set():
-                return
+                return None
             if not item.cancelling or item.cancel_thread is None:
                 status = self._status(item)
                 if status is not None:
                     checked.append((item, status))
         if any(status.kind not in ("pending", "running") for _, status in checked):
-            # The output of every run that ended this round, shipped in one go (not a flush each).
+            # The output of every run of the chunk that ended, shipped in one go (not a flush each).
             self.agent.run_logs.flush(time.monotonic() + LOG_FLUSH_WAIT)
-        # Those that need an API write (Running, a final state): on a few threads when there
-        # are many, since a burst of short runs ends many at once and each write is a round trip.
-        writes = [(item, status) for item, status in checked if _needs_write(item, status)]
-        writers = min(WRITERS, 1 + len(writes) // WRITER_SHARE)
-        threads = [
-            threading.Thread(target=self._handle_all, args=(writes[n::writers],), name=f"monitor-{n}", daemon=True)
-            for n in range(1, writers)
-        ]
-        for thread in threads:
-            thread.start()
-        self._handle_all(writes[0::writers])
-        for thread in threads:
-            thread.join()
+        return [(item, status) for item, status in checked if _needs_write(item, status)]
 
     def _handle_all(self, checked: list[tuple[Tracked, DeploymentStatus]]) -> None:
         for item, status in checked:

@@ -319,13 +319,18 @@ class APIClient:
             body["states"] = states
         return self.request("POST", "/api/flow-runs/prune", json=body, idempotent=True)
 
-    def set_flow_run_state(self, run_id: str, *, version: int, state: str, message: str = "") -> dict[str, Any]:
-        """Compare-and-set; raises :class:`StateUpdateConflict` when ``version`` is stale."""
-        return self.request(
-            "POST",
-            f"/api/flow-runs/{run_id}/state",
-            json={"version": version, "state": {"type": state, "message": message}},
-        )
+    def set_flow_run_state(
+        self, run_id: str, *, version: int, state: str, message: str = "", deployment: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Compare-and-set; raises :class:`StateUpdateConflict` when ``version`` is stale.
+
+        ``deployment``, with a change to Running, is recorded in the same request (a server
+        with the ``state_deployment`` feature).
+        """
+        body: dict[str, Any] = {"version": version, "state": {"type": state, "message": message}}
+        if deployment is not None:
+            body["deployment"] = deployment
+        return self.request("POST", f"/api/flow-runs/{run_id}/state", json=body)
 
     def set_deployment(self, run_id: str, deployment: dict[str, Any]) -> dict[str, Any]:
         return self.request(

@@ -144,7 +144,8 @@ def deploy_flow(flow_run: FlowRun, run_config: Any, agent: AgentContext) -> Depl
         ``agent.write_output(flow_run, line)`` ships a line of the workload's output (queued;
         pass ``on_shipped=`` to learn when the API has it).
     :return: a :class:`~agent_core.models.Deployment` (recorded on the run and logged as
-        "Submitted for execution: ...") or a plain description string. ``None`` (no
+        "Submitted for execution: ..."; with ``running=True`` the run is marked Running in the
+        same request) or a plain description string. ``None`` (no
         implementation answered) fails the run.
     :raise Exception: the run is marked Failed; the exception's message goes to its logs.
     """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from agent_core.states import State
@@ -77,15 +77,21 @@ class Deployment:
 
     ``platform_id`` is the backend's handle (pid, container id, task ARN); ``info`` is shown to
     people ("container agent-run-... (abc123)"); ``data`` holds backend extras as plain JSON.
+    ``running``: the workload is running as ``deploy_flow`` returns (a process started), so the
+    agent marks the run Running in the request that records the deployment, instead of at the
+    monitor's first ``check_deployment``. Leave it False where the platform may still hold the
+    workload back (a task PENDING). It says how the deploy went, so it is not recorded.
     """
 
     backend: str
     platform_id: str
     info: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    running: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What the API records on the run (``running`` left out)."""
+        return {"backend": self.backend, "platform_id": self.platform_id, "info": self.info, "data": dict(self.data)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deployment:

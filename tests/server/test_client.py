@@ -17,13 +17,13 @@ from agent_core.serving import serve_in_thread
 def test_hello_lists_the_features_and_bounds_of_this_server(api):
     hello = api.hello()
 
-    assert set(hello["features"]) == {"long_poll", "claim", "leases", "leave"}
+    assert set(hello["features"]) == {"long_poll", "claim", "leases", "leave", "state_deployment"}
     assert hello["max_wait_seconds"] == 30
     assert hello["agent_lease_seconds"] == 180
 
 
 def test_the_client_knows_the_servers_features(api):
-    assert api.features == {"long_poll", "claim", "leases", "leave"}
+    assert api.features == {"long_poll", "claim", "leases", "leave", "state_deployment"}
 
 
 def test_features_come_from_one_hello(api_server):

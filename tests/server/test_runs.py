@@ -7,7 +7,7 @@ import pendulum
 import pytest
 import requests
 
-from agent_core.errors import IllegalTransition, NotFound, StateUpdateConflict
+from agent_core.errors import BadRequest, IllegalTransition, NotFound, StateUpdateConflict
 
 
 def test_a_run_is_created_by_flow_id(api, make_flow):
@@ -274,6 +274,57 @@ def test_a_deployment_for_a_run_another_agent_holds_is_refused(api_server, api, 
 
     with pytest.raises(StateUpdateConflict, match="held by agent"):
         other.set_deployment(run["id"], DEPLOYMENT)
+
+
+def test_a_change_to_running_records_the_deployment_it_carries(api_server, api, make_flow):
+    holder = agent_client(api_server, api, "holder")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    claimed = holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+
+    running = holder.set_flow_run_state(
+        run["id"], version=claimed["version"], state="Running", message="Running", deployment=DEPLOYMENT
+    )
+
+    assert running["state"]["type"] == "Running"
+    assert running["version"] == claimed["version"] + 1
+    assert running["deployment"] == {**DEPLOYMENT, "info": "", "data": {}}
+    assert api.get_flow_run(run["id"])["deployment"] == running["deployment"]
+
+
+def test_a_change_to_running_with_a_deployment_from_an_agent_not_holding_the_run_writes_neither(
+    api_server, api, make_flow
+):
+    holder = agent_client(api_server, api, "holder")
+    other = agent_client(api_server, api, "other")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    claimed = holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+
+    with pytest.raises(StateUpdateConflict, match="no longer held by agent"):
+        other.set_flow_run_state(run["id"], version=claimed["version"], state="Running", deployment=DEPLOYMENT)
+
+    after = api.get_flow_run(run["id"])
+    assert (after["state"]["type"], after["version"], after["deployment"]) == ("Submitted", claimed["version"], None)
+
+
+def test_a_stale_change_to_running_does_not_record_its_deployment(api_server, api, make_flow):
+    holder = agent_client(api_server, api, "holder")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    claimed = holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+    api.cancel_flow_run(run["id"])
+
+    with pytest.raises(StateUpdateConflict, match="not 2"):
+        holder.set_flow_run_state(run["id"], version=claimed["version"], state="Running", deployment=DEPLOYMENT)
+
+    assert api.get_flow_run(run["id"])["deployment"] is None
+
+
+def test_a_deployment_with_a_state_other_than_running_is_rejected(api_server, api, make_flow):
+    holder = agent_client(api_server, api, "holder")
+    run = api.create_flow_run(flow_id=make_flow()["id"])
+    claimed = holder.set_flow_run_state(run["id"], version=1, state="Submitted")
+
+    with pytest.raises(BadRequest, match="Running only"):
+        holder.set_flow_run_state(run["id"], version=claimed["version"], state="Success", deployment=DEPLOYMENT)
 
 
 def test_running_sets_the_start_time_and_a_final_state_the_end_time(api, make_flow):

@@ -696,7 +696,8 @@ class Agent:
         # Recorded even without a platform id (a backend returning a plain string), so that a
         # restarted agent knows this run was deployed and does not fail it.
         try:
-            self.client.set_deployment(run.id, deployment.to_dict())
+            if not (deployment.running and self._record_running(run, deployment)):
+                self.client.set_deployment(run.id, deployment.to_dict())
         except StateUpdateConflict as exc:
             # The run is no longer this agent's (handed back, or recovered after a lapsed lease):
             # what the deploy started would be a second live attempt.
@@ -709,6 +710,29 @@ class Agent:
         self.logger.info("Completed deployment of flow run %s", run.id)
         self.write_run_log(run.id, f"Submitted for execution: {deployment}")
         self.monitor.track(run, deployment)
+
+    def _record_running(self, run: FlowRun, deployment: Deployment) -> bool:
+        """Submitted -> Running with the deployment recorded, in one request, for a workload
+        running as its deploy returned. False where it was not written (an older server; the
+        run changed meanwhile, e.g. asked to cancel): the deployment is then recorded alone and
+        the monitor marks Running. Raises what ``set_deployment`` would on a lost connection."""
+        if "state_deployment" not in self.poller.features or run.state != State.SUBMITTED:
+            return False
+        try:
+            data = self.client.set_flow_run_state(
+                run.id,
+                version=run.version,
+                state=State.RUNNING.value,
+                message="Running",
+                deployment=deployment.to_dict(),
+            )
+        except (StateUpdateConflict, IllegalTransition):
+            return False  # set_deployment says whether the run is still this agent's
+        old = run.state
+        updated = FlowRun.from_api(data)
+        run.version, run.state = updated.version, updated.state
+        self.events.emit(run, old, run.state, "Running", deployment)
+        return True
 
     def hand_back(self, run: FlowRun, message: str) -> bool:
         """Submitted -> Scheduled: a run claimed but never launched goes back to any agent.

@@ -15,7 +15,7 @@ from agent_core.server.settings import MAX_WAIT_SECONDS
 from agent_core.states import State
 
 # What this server supports, for agents to choose from (GET /api/hello).
-FEATURES = ("long_poll", "claim", "leases", "leave")
+FEATURES = ("long_poll", "claim", "leases", "leave", "state_deployment")
 
 RUNNER = frozenset({"runner", "admin"})
 USER = frozenset({"user", "admin"})
@@ -90,6 +90,7 @@ def set_state(call: Call) -> dict[str, Any]:
         state=State(state["type"]),
         message=state["message"],
         agent_id=call.agent_id,
+        deployment=call.body["deployment"],
     )
 
 
@@ -244,11 +245,11 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "POST",
         "/api/flow-runs/{id}/state",
-        "Change a run's state (409 stale version, 422 illegal)",
+        "Change a run's state (409 stale version, 422 illegal); a change to Running may record the deployment",
         set_state,
         RUNNER,
         body=s.SetStateSchema,
-        agent_header="the agent a change to Submitted is for",
+        agent_header="the agent a change to Submitted is for; with a deployment, the agent that must hold the run",
         tags=("flow-runs",),
         response="FlowRun",
     ),

@@ -146,16 +146,36 @@ class StateSchema(Base):
     message = StrictString(load_default="", validate=validate.Length(max=100_000))
 
 
-class SetStateSchema(Base):
-    version = StrictInteger(required=True, validate=validate.Range(min=1))
-    state = fields.Nested(StateSchema, required=True)
-
-
 class DeploymentSchema(Base):
     backend = StrictString(required=True, validate=validate.Length(min=1, max=100))
     platform_id = StrictString(required=True, validate=validate.Length(max=1000))
     info = StrictString(load_default="", validate=validate.Length(max=10_000))
     data = fields.Dict(keys=StrictString(), load_default=dict)
+
+
+class SetStateSchema(Base):
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"not": {"required": ["deployment"]}},
+            {"properties": {"deployment": {"type": "null"}}},
+            {"properties": {"state": {"properties": {"type": {"const": State.RUNNING.value}}}}},
+        ]
+    }
+
+    version = StrictInteger(required=True, validate=validate.Range(min=1))
+    state = fields.Nested(StateSchema, required=True)
+    # A workload already running as its deploy returns: its deployment recorded with the change
+    # to Running, in one request instead of two (the server's "state_deployment" feature).
+    deployment = fields.Nested(DeploymentSchema, load_default=None, allow_none=True)
+
+    @validates_schema
+    def _deployment_with_running(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("deployment") is not None and data["state"]["type"] != State.RUNNING.value:
+            raise ValidationError(
+                f"a deployment is recorded with a change to Running only, not {data['state']['type']}; "
+                "record it alone with POST /api/flow-runs/{id}/deployment",
+                "deployment",
+            )
 
 
 class SetDeploymentSchema(Base):

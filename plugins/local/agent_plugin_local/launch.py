@@ -20,12 +20,13 @@ from agent_plugin_local.state import BACKEND, state_of
 SHELL = "/bin/sh"
 
 
-def deployment(rd: RunDir, pid: int | None, command: str) -> Deployment:
+def deployment(rd: RunDir, pid: int | None, command: str, *, running: bool = False) -> Deployment:
     return Deployment(
         backend=BACKEND,
         platform_id=str(pid or ""),
         info=f"local process {pid} ({command})",
         data={"run_dir": str(rd.path)},
+        running=running,
     )
 
 
@@ -108,4 +109,6 @@ def launch(agent: Any, flow_run: FlowRun, run_config: dict[str, Any]) -> Deploym
         )
     rd.write_pid(proc.pid)
     state_of(agent).reaper.add(rd.key, proc)
-    return deployment(rd, proc.pid, command)
+    # Started: its supervisor runs (the workload itself may have ended already, which the
+    # monitor's first check tells).
+    return deployment(rd, proc.pid, command, running=True)

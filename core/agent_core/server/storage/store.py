@@ -504,20 +504,28 @@ class Store:
         state: State,
         message: str = "",
         agent_id: str | None = None,
+        deployment: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Move a run to ``state`` if it is still at ``version``: the claim and every later step.
 
         A stale version is a :class:`StateUpdateConflict`; a move the state machine forbids an
         :class:`IllegalTransition`. A Failed run with retries left is scheduled again.
+        ``deployment`` (with a change to Running) is recorded in the same transaction, on the
+        terms of :meth:`set_deployment`.
         """
         with self._write() as conn:
             row = self._run_row(conn, tenant_id, run_id)
+            if deployment is not None:
+                self._check_holder(row, agent_id)
             if row["version"] != version:
                 raise StateUpdateConflict(
                     "State update failed",
                     f"run {run_id} is at version {row['version']} ({row['state']}), not {version}",
                 )
             run = dict(row)
+            if deployment is not None:
+                conn.execute(_UPDATE_RUN, {"p_id": run_id, "p_tenant": tenant_id, "deployment": deployment})
+                run["deployment"] = deployment
             # `run` is updated with every column written: the answer, without reading it back.
             self._change_state(conn, run, state, message, agent_id)
             return self._run_dict(run)
@@ -624,16 +632,21 @@ class Store:
         """
         with self._write() as conn:
             row = self._run_row(conn, tenant_id, run_id)
-            state = State(row["state"])
-            if agent_id is not None and (row["agent_id"] != agent_id or state not in DEPLOYABLE_STATES):
-                holder = f"agent {row['agent_id']}" if row["agent_id"] else "no agent"
-                raise StateUpdateConflict(
-                    "Deployment refused",
-                    f"run {run_id} is no longer held by agent {agent_id} (it is {state.value}, held by {holder}): "
-                    "stop what was started for it",
-                )
+            self._check_holder(row, agent_id)
             conn.execute(_UPDATE_RUN, {"p_id": run_id, "p_tenant": tenant_id, "deployment": deployment})
             return self._run_dict({**row, "deployment": deployment})
+
+    @staticmethod
+    def _check_holder(row: RowMapping, agent_id: str | None) -> None:
+        """A deployment from ``agent_id`` is refused unless that agent still holds the run."""
+        state = State(row["state"])
+        if agent_id is not None and (row["agent_id"] != agent_id or state not in DEPLOYABLE_STATES):
+            holder = f"agent {row['agent_id']}" if row["agent_id"] else "no agent"
+            raise StateUpdateConflict(
+                "Deployment refused",
+                f"run {row['id']} is no longer held by agent {agent_id} (it is {state.value}, held by {holder}): "
+                "stop what was started for it",
+            )
 
     def cancel_run(self, tenant_id: str, run_id: str, message: str = "") -> dict[str, Any]:
         """Scheduled runs are Cancelled at once; deployed ones go to Cancelling for their agent."""

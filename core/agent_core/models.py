@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -91,7 +92,12 @@ class Deployment:
 
     def to_dict(self) -> dict[str, Any]:
         """What the API records on the run (``running`` left out)."""
-        return {"backend": self.backend, "platform_id": self.platform_id, "info": self.info, "data": dict(self.data)}
+        return {
+            "backend": self.backend,
+            "platform_id": self.platform_id,
+            "info": self.info,
+            "data": copy.deepcopy(self.data),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Deployment:

@@ -45,6 +45,17 @@ def running(runs: dict) -> list[str]:
     return [i for i, r in runs.items() if r["state"]["type"] == "Running"]
 
 
+def running_and_none_deploying(runs: dict, at_least: int) -> bool:
+    """``at_least`` runs Running, and every other one deployed or finished: no deploy in flight.
+
+    A run marked Running with its deployment (local's ``Deployment(running=True)``) is Running
+    while the deploy threads still start the others; a kill then lands mid-deploy, which the
+    mid-deploy tests cover.
+    """
+    settled = all(r["deployment"] or r["state"]["type"] in ("Success", "Failed", "Cancelled") for r in runs.values())
+    return settled and len(running(runs)) >= at_least
+
+
 class Burst:
     """``BURST`` runs of the marker workload on a server process, and the agents that run them."""
 

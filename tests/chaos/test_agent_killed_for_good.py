@@ -9,7 +9,7 @@ from tests.chaos.bursts import (
     WORKERS,
     Burst,
     deployed,
-    running,
+    running_and_none_deploying,
     submitted_undeployed,
 )
 from tests.chaos.conftest import Gate, kill_agent
@@ -54,7 +54,7 @@ def test_running_runs_of_an_agent_killed_for_good_fail_then_are_retried_by_anoth
 ):
     burst = Burst(start_server(sqlite_url, lease=SHORT_LEASE), start_agent, homes, seconds=3.0)
     first = burst.agent("chaos-a", env={"AGENT__AGENT__MAX_WORKERS": "8"})
-    burst.wait(lambda runs: len(running(runs)) >= 8, "eight runs Running")
+    burst.wait(lambda runs: running_and_none_deploying(runs, 8), "eight runs Running, none deploying")
 
     kill_agent(first)
     burst.agent("chaos-b", home="home-b")

@@ -53,13 +53,14 @@ def key_of(container: Container) -> str:
     return f"{labels.get(LABEL_RUN, '')}-{labels.get(LABEL_ATTEMPT, '')}"
 
 
-def deployment_of(container: Container, image: str) -> Deployment:
+def deployment_of(container: Container, image: str, *, running: bool = False) -> Deployment:
     name = name_of(container)
     return Deployment(
         backend=BACKEND,
         platform_id=container.id or "",
         info=f"container {name} ({container.short_id}, image {image})",
         data={"name": name, "image": image, "key": key_of(container)},
+        running=running,
     )
 
 
@@ -128,7 +129,8 @@ def launch(agent: Any, flow_run: FlowRun, run_config: dict[str, Any]) -> Deploym
         raise daemon.unreachable(agent, exc) from None
     network_mode, joined = networks(run_config, settings)
     start(agent, container, networks=[] if network_mode else joined[1:])
-    return deployment_of(container, image)
+    # Started (it may have exited already, which the monitor's first check tells).
+    return deployment_of(container, image, running=True)
 
 
 def _existing(agent: Any, docker_client: docker.DockerClient, flow_run: FlowRun, name: str) -> Container | None:

@@ -719,20 +719,25 @@ class Agent:
         if "state_deployment" not in self.poller.features or run.state != State.SUBMITTED:
             return False
         try:
-            data = self.client.set_flow_run_state(
-                run.id,
-                version=run.version,
-                state=State.RUNNING.value,
-                message="Running",
-                deployment=deployment.to_dict(),
-            )
+            updated = self.mark_running(run, deployment, record_deployment=True)
         except (StateUpdateConflict, IllegalTransition):
             return False  # set_deployment says whether the run is still this agent's
-        old = run.state
-        updated = FlowRun.from_api(data)
         run.version, run.state = updated.version, updated.state
-        self.events.emit(run, old, run.state, "Running", deployment)
         return True
+
+    def mark_running(self, run: FlowRun, deployment: Deployment, *, record_deployment: bool = False) -> FlowRun:
+        """``run`` (at its version) -> Running, with ``deployment`` recorded too when asked; the
+        updated run, whose event goes out. Raises the client's errors (a conflict, the API away)."""
+        data = self.client.set_flow_run_state(
+            run.id,
+            version=run.version,
+            state=State.RUNNING.value,
+            message="Running",
+            deployment=deployment.to_dict() if record_deployment else None,
+        )
+        updated = FlowRun.from_api(data)
+        self.events.emit(updated, run.state, updated.state, "Running", deployment)
+        return updated
 
     def hand_back(self, run: FlowRun, message: str) -> bool:
         """Submitted -> Scheduled: a run claimed but never launched goes back to any agent.

@@ -322,17 +322,11 @@ class Monitor:
 
     def _set_running(self, item: Tracked) -> None:
         try:
-            data = self.agent.client.set_flow_run_state(
-                item.run.id, version=item.run.version, state=State.RUNNING.value, message="Running"
-            )
+            item.run = self.agent.mark_running(item.run, item.deployment)
         except (StateUpdateConflict, IllegalTransition):
             self._refresh(item)
-            return
         except APIUnavailable:
             return
-        old = item.run.state
-        item.run = FlowRun.from_api(data)
-        self.agent.events.emit(item.run, old, item.run.state, "Running", item.deployment)
 
     def _refresh(self, item: Tracked) -> None:
         try:

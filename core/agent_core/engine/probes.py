@@ -24,21 +24,19 @@ class Probes:
 
     def _poll_not_run(self, limit: float) -> str | None:
         """The poll loop has not tried to poll for more than ``limit`` seconds."""
-        agent = self.agent
-        last = agent._last_poll_attempt
-        if last is None or agent.stopping:
-            return None
-        quiet = agent.clock.monotonic() - last
-        return f"the poll loop has not run for {quiet:.0f}s" if quiet > limit else None
+        return self._quiet_since(self.agent._last_poll_attempt, limit, "the poll loop has not run")
 
     def _poll_not_answered(self, limit: float) -> str | None:
         """No poll has succeeded for more than ``limit`` seconds."""
-        agent = self.agent
-        last = agent._last_poll_success
-        if last is None or agent.stopping:
+        return self._quiet_since(self.agent._last_poll_success, limit, "no successful poll")
+
+    def _quiet_since(self, last: float | None, limit: float, what: str) -> str | None:
+        """``"WHAT for Ns"`` when ``last`` (monotonic) is over ``limit`` seconds ago; nothing
+        before the first time, or while the agent stops."""
+        if last is None or self.agent.stopping:
             return None
-        quiet = agent.clock.monotonic() - last
-        return f"no successful poll for {quiet:.0f}s" if quiet > limit else None
+        quiet = self.agent.clock.monotonic() - last
+        return f"{what} for {quiet:.0f}s" if quiet > limit else None
 
     def _api_unreachable(self, after: float = 0.0, *, before_contact: bool = False) -> str | None:
         """The API unreachable (for more than ``after`` seconds, when given); counted only once it

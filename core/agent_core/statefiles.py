@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,39 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+class AcknowledgedRecord:
+    """A run's record that two threads save: the monitor (how the workload ended) and the
+    run-logs thread (how far the API acknowledged the output). Once removed it is never written
+    back, whichever thread comes last.
+
+    For dataclasses with the fields ``path``, ``shipped`` (the acknowledged cursor), ``_lock``
+    and ``_removed``; ``_data()`` says what the file keeps.
+    """
+
+    path: Path
+    shipped: Any
+    _lock: threading.Lock
+    _removed: bool
+
+    def _data(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def acknowledge(self, cursor: Any) -> None:
+        """The API has the output up to ``cursor``: keep it (``on_shipped`` of the last item queued)."""
+        with self._lock:
+            if self._removed:
+                return  # forgotten meanwhile: do not bring the file back
+            self.shipped = cursor
+        self.save()
+
+    def save(self) -> None:
+        with self._lock:
+            if not self._removed:
+                write_record(self.path, self._data())
+
+    def remove(self) -> None:
+        with self._lock:
+            self._removed = True
+            self.path.unlink(missing_ok=True)

@@ -20,8 +20,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from agent_core.statefiles import read_record, write_record
+from agent_core.statefiles import AcknowledgedRecord, read_record
 
 # Engine log timestamps are RFC 3339 with up to nine fractional digits (trailing zeros cut).
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
@@ -110,7 +111,7 @@ class Cursor:
 
 
 @dataclass
-class RunState:
+class RunState(AcknowledgedRecord):
     """The file of one container (see the module docstring)."""
 
     path: Path
@@ -141,28 +142,9 @@ class RunState:
         state.reason = str(data.get("reason", ""))
         return state
 
-    def acknowledge(self, cursor: Cursor) -> None:
-        """The API has the output up to ``cursor``: keep it (``on_shipped`` of the last line queued)."""
-        with self._lock:
-            if self._removed:
-                return  # forgotten meanwhile: do not bring the file back
-            self.shipped = cursor
-        self.save()
-
-    def save(self) -> None:
-        with self._lock:
-            if not self._removed:
-                self._save()
-
-    def _save(self) -> None:
-        data = {
+    def _data(self) -> dict[str, Any]:
+        return {
             "cursor": {"stamp": self.shipped.stamp, "count": self.shipped.count},
             "exit_code": self.exit_code,
             "reason": self.reason,
         }
-        write_record(self.path, data)
-
-    def remove(self) -> None:
-        with self._lock:
-            self._removed = True
-            self.path.unlink(missing_ok=True)

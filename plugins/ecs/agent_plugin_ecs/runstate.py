@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent_core.statefiles import read_record, write_record
+from agent_core.statefiles import AcknowledgedRecord, read_record
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Cursor:
 
 
 @dataclass
-class TaskRecord:
+class TaskRecord(AcknowledgedRecord):
     path: Path
     #: how far the stream was queued for the run's logs (in memory: each event is queued once)
     cursor: Cursor = field(default_factory=Cursor)
@@ -72,29 +72,10 @@ class TaskRecord:
         record.reason = str(data.get("reason", ""))
         return record
 
-    def acknowledge(self, cursor: Cursor) -> None:
-        """The API has the stream up to ``cursor``: keep it (``on_shipped`` of the last event queued)."""
-        with self._lock:
-            if self._removed:
-                return  # forgotten meanwhile: do not bring the file back
-            self.shipped = cursor
-        self.save()
-
-    def save(self) -> None:
-        with self._lock:
-            if not self._removed:
-                self._save()
-
-    def _save(self) -> None:
+    def _data(self) -> dict[str, Any]:
         shipped = self.shipped
-        data = {
+        return {
             "cursor": {"token": shipped.token, "timestamp": shipped.timestamp, "count": shipped.count},
             "exit_code": self.exit_code,
             "reason": self.reason,
         }
-        write_record(self.path, data)
-
-    def remove(self) -> None:
-        with self._lock:
-            self._removed = True
-            self.path.unlink(missing_ok=True)

@@ -215,7 +215,9 @@ def test_an_agent_without_a_daemon_starts_claims_nothing_and_a_healthy_agent_run
     body = wait_until(failed_check, 30)
     assert body, log.read_text()
     assert body["problems"]["backend"] == f"docker daemon reachable: {unreachable}: [Errno 111] Connection refused"
-    assert health(address, "/api/health/live")[0] == 200  # alive: nothing to restart
+    # Alive: nothing to restart. Waited for, since the readiness rounds may find the daemon gone
+    # before the agent's first API contact, which liveness waits for.
+    assert wait_until(lambda: health(address, "/api/health/live")[0] == 200, 30), log.read_text()
 
     # Polling goes on, many readiness rounds pass, and it claims nothing: the runs stay Scheduled.
     seen = polls(address)
